@@ -1,0 +1,283 @@
+"""Reading a corpus: filtered metadata, lazily decoded crops for torch, a HF ``datasets.Dataset``.
+
+    import dfkit.corpus
+    c = dfkit.corpus.open("dfkit-corpus")
+    view = c.select(datasets=["ffpp"], splits=["train"], min_quality=0.7)
+    view.metadata()            # pandas DataFrame, one row per crop, no image bytes
+    ds = view.torch_dataset()  # crops decoded lazily from the Parquet shards
+    hf = view.to_hf()          # datasets.Dataset (offline)
+
+The shards are plain Parquet: DuckDB (``SELECT * FROM 'corpus/crops/*.parquet'``) and polars read them as they
+are (use :meth:`Corpus.crop_files` to get only committed shards).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dfkit.corpus.schema import CROP_META_COLUMNS
+from dfkit.corpus.store import committed_shards, read_manifest
+from dfkit.errors import DfkitError
+
+
+def _as_list(x: str | Iterable[str] | None) -> list[str] | None:
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return [v for v in x.split(",") if v]
+    return list(x)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A subset of the corpus. ``None`` means no restriction. The same options as ``dfkit train``."""
+
+    datasets: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None  # dataset's own or canonical names
+    splits: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    compression: tuple[str, ...] | None = None
+    min_quality: float | None = None
+    max_quality: float | None = None
+
+    def apply(self, df: pd.DataFrame) -> pd.DataFrame:
+        m = np.ones(len(df), dtype=bool)
+        if self.datasets:
+            m &= df["dataset"].isin(self.datasets).to_numpy()
+        if self.methods:
+            m &= (df["method"].isin(self.methods) | df["method_canonical"].isin(self.methods)).to_numpy()
+        if self.splits:
+            m &= df["split"].isin(self.splits).to_numpy()
+        if self.labels:
+            m &= df["label"].isin(self.labels).to_numpy()
+        if self.compression:
+            m &= df["compression"].isin(self.compression).to_numpy()
+        if self.min_quality is not None or self.max_quality is not None:
+            if "quality" not in df.columns:
+                raise DfkitError("this corpus has no quality scores yet: run `dfkit quality` first")
+            q = df["quality"].to_numpy(dtype=float)
+            if self.min_quality is not None:
+                m &= np.nan_to_num(q, nan=-1.0) >= self.min_quality
+            if self.max_quality is not None:
+                m &= np.nan_to_num(q, nan=2.0) < self.max_quality
+        return df[m]
+
+
+class Corpus:
+    """An opened corpus directory. Cheap to create; tables are read when asked for."""
+
+    def __init__(self, root: str | Path, flt: Filter | None = None):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DfkitError(f"no corpus at {self.root} (run `dfkit ingest` first, or pass --corpus PATH)")
+        if not (self.root / "manifest.json").exists() and not (self.root / "videos").is_dir():
+            raise DfkitError(f"{self.root} is not a dfkit corpus (no manifest.json or videos/)")
+        self.filter = flt or Filter()
+        self._meta: pd.DataFrame | None = None
+
+    # -- raw tables -------------------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return read_manifest(self.root)
+
+    def crop_files(self) -> list[Path]:
+        return [s.path for s in committed_shards(self.root, "crops")]
+
+    def quality_files(self) -> list[Path]:
+        return [s.path for s in committed_shards(self.root, "quality")]
+
+    def videos(self) -> pd.DataFrame:
+        """One row per attempted video (the latest attempt), with status/stage/reason and counts."""
+        shards = committed_shards(self.root, "videos")
+        if not shards:
+            return pd.DataFrame(columns=["dataset", "video_id", "status"])
+        df = pq.ParquetDataset([s.path for s in shards]).read().to_pandas()
+        df = df.drop_duplicates(["dataset", "video_id"], keep="last").reset_index(drop=True)
+        return self._filter_videos(df)
+
+    def errors(self) -> pd.DataFrame:
+        """The errors table: videos that failed, are missing, had no face, or were only partly decoded."""
+        v = self.videos()
+        if v.empty:
+            return v
+        return v[v["status"] != "ok"][["dataset", "video_id", "video_path", "status", "stage", "reason"]]
+
+    def _filter_videos(self, df: pd.DataFrame) -> pd.DataFrame:
+        f = self.filter
+        sub = Filter(datasets=f.datasets, methods=f.methods, splits=f.splits, labels=f.labels,
+                     compression=f.compression)
+        return sub.apply(df) if len(df) else df
+
+    def quality_table(self) -> pd.DataFrame | None:
+        files = self.quality_files()
+        if not files:
+            return None
+        df = pq.ParquetDataset(files).read().to_pandas()
+        return df.drop_duplicates("sample_id", keep="last")
+
+    # -- crops metadata ---------------------------------------------------------------------------------------
+    def metadata(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per crop in this view (no image bytes), with quality columns joined when computed.
+        Columns ``_file`` and ``_row`` locate the crop in its shard."""
+        if self._meta is None:
+            self._meta = self._read_meta()
+        df = self._meta
+        if columns is not None:
+            keep = [c for c in columns if c in df.columns] + ["_file", "_row"]
+            df = df[list(dict.fromkeys(keep))]
+        return df
+
+    def _read_meta(self) -> pd.DataFrame:
+        frames = []
+        for i, p in enumerate(self.crop_files()):
+            t = pq.read_table(p, columns=CROP_META_COLUMNS)
+            df = t.to_pandas()
+            df["_file"] = i
+            df["_row"] = np.arange(len(df), dtype=np.int64)
+            frames.append(df)
+        if not frames:
+            cols = CROP_META_COLUMNS + ["_file", "_row"]
+            return pd.DataFrame(columns=cols)
+        df = pd.concat(frames, ignore_index=True)
+        q = self.quality_table()
+        if q is not None:
+            df = df.merge(q, on="sample_id", how="left", suffixes=("", "_q"))
+        # a video re-ingested after a failure keeps only its latest rows (no duplicates)
+        df = df.drop_duplicates("sample_id", keep="last")
+        return self.filter.apply(df).reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.metadata())
+
+    def select(self, datasets=None, methods=None, splits=None, labels=None, compression=None,
+               min_quality: float | None = None, max_quality: float | None = None) -> "Corpus":
+        """A filtered view (filters combine with the current view's)."""
+        f = self.filter
+
+        def both(old, new):
+            new = _as_list(new)
+            if new is None:
+                return old
+            return tuple(v for v in new if old is None or v in old)
+
+        nf = Filter(
+            datasets=both(f.datasets, datasets), methods=both(f.methods, methods), splits=both(f.splits, splits),
+            labels=both(f.labels, labels), compression=both(f.compression, compression),
+            min_quality=max([v for v in (f.min_quality, min_quality) if v is not None], default=None),
+            max_quality=min([v for v in (f.max_quality, max_quality) if v is not None], default=None))
+        return Corpus(self.root, nf)
+
+    # -- crops ------------------------------------------------------------------------------------------------
+    def crops(self, rows: pd.DataFrame | None = None) -> Iterable[tuple[dict[str, Any], np.ndarray]]:
+        """Iterate ``(metadata row, rgb crop)`` in shard order (sequential reads)."""
+        df = self.metadata() if rows is None else rows
+        reader = CropReader(self.crop_files())
+        for rec in df.sort_values(["_file", "_row"]).to_dict("records"):
+            yield rec, reader.get(rec["_file"], rec["_row"])
+
+    def torch_dataset(self, transform: Callable[[np.ndarray], Any] | None = None,
+                      target: str | Callable[[dict[str, Any]], Any] | None = "label",
+                      rows: pd.DataFrame | None = None) -> "CorpusTorchDataset":
+        return CorpusTorchDataset(self.crop_files(), self.metadata() if rows is None else rows, transform, target)
+
+    def to_hf(self, decode: bool = True):
+        """A Hugging Face ``datasets.Dataset`` of this view (built locally, no hub access). The ``image`` column
+        holds the crops (PIL images when ``decode``)."""
+        import datasets
+
+        meta = self.metadata()
+        files = self.crop_files()
+        reader = CropReader(files)
+        order = meta.sort_values(["_file", "_row"])
+        images = [{"bytes": reader.raw(f, r), "path": None} for f, r in zip(order["_file"], order["_row"])]
+        cols = {c: order[c].tolist() for c in order.columns if not c.startswith("_")}
+        for c in ("bbox", "crop_box", "landmarks", "identity_ids"):
+            if c in cols:
+                cols[c] = [None if v is None else list(v) for v in cols[c]]
+        cols["image"] = images
+        ds = datasets.Dataset.from_dict(cols)
+        return ds.cast_column("image", datasets.Image(decode=decode))
+
+
+class CropReader:
+    """Random access to crop bytes: reads the small row group holding a crop (16 rows) and keeps a few."""
+
+    def __init__(self, files: Sequence[Path], cache_groups: int = 64):
+        self.files = list(files)
+        self._pf: dict[int, pq.ParquetFile] = {}
+        self._offsets: dict[int, np.ndarray] = {}
+        self._cache: OrderedDict[tuple[int, int], pa.Array] = OrderedDict()
+        self.cache_groups = cache_groups
+
+    def _open(self, fi: int) -> pq.ParquetFile:
+        pf = self._pf.get(fi)
+        if pf is None:
+            pf = pq.ParquetFile(self.files[fi], memory_map=True)
+            md = pf.metadata
+            self._offsets[fi] = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+            self._pf[fi] = pf
+        return pf
+
+    def raw(self, fi: int, row: int) -> bytes:
+        pf = self._open(fi)
+        offs = self._offsets[fi]
+        rg = int(np.searchsorted(offs, row, side="right") - 1)
+        key = (fi, rg)
+        arr = self._cache.get(key)
+        if arr is None:
+            arr = pf.read_row_group(rg, columns=["crop"]).column(0).combine_chunks()
+            self._cache[key] = arr
+            if len(self._cache) > self.cache_groups:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return arr[row - int(offs[rg])].as_py()
+
+    def get(self, fi: int, row: int) -> np.ndarray:
+        from dfkit.ingest.faces import decode_crop
+
+        return decode_crop(self.raw(fi, row))
+
+    def __getstate__(self) -> dict[str, Any]:  # file handles do not cross process boundaries
+        return {"files": self.files, "cache_groups": self.cache_groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["files"], state["cache_groups"])
+
+
+class CorpusTorchDataset:
+    """A map-style torch ``Dataset`` over a corpus view: metadata in memory, crops read and decoded lazily
+    (each DataLoader worker opens the shards itself). Items are ``{"image", "target", "index"}``."""
+
+    def __init__(self, files: Sequence[Path], meta: pd.DataFrame, transform=None, target="label"):
+        self.reader = CropReader(files)
+        self.meta = meta.reset_index(drop=True)
+        self._file = self.meta["_file"].to_numpy()
+        self._row = self.meta["_row"].to_numpy()
+        self.transform = transform
+        if target is None:
+            self._targets = None
+        elif callable(target):
+            self._targets = [target(r) for r in self.meta.to_dict("records")]
+        else:
+            self._targets = self.meta[target].tolist()
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        img = self.reader.get(int(self._file[i]), int(self._row[i]))
+        if self.transform is not None:
+            img = self.transform(img)
+        item = {"image": img, "index": i}
+        if self._targets is not None:
+            item["target"] = self._targets[i]
+        return item

@@ -1,0 +1,143 @@
+"""Appending ingest results to a corpus: buffered, committed shard by shard, resumable, single writer."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dfkit.corpus.schema import CROPS_SCHEMA, VIDEOS_SCHEMA
+from dfkit.corpus.store import (CorpusLock, atomic_write_table, clean_uncommitted, committed_shards,
+                                next_shard, read_manifest, write_manifest)
+
+#: crops are written in small row groups so a training loader can read a few crops without reading a shard
+CROPS_ROW_GROUP = 16
+_CROPS_COMPRESSION = {name: ("NONE" if name == "crop" else "ZSTD") for name in CROPS_SCHEMA.names}
+
+
+def done_videos(root: Path, retry_statuses: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+    """(dataset, video_id) of videos already in the corpus -- from the committed videos shards themselves.
+    Videos whose latest status is in ``retry_statuses`` are left out (so they are tried again)."""
+    shards = committed_shards(root, "videos")
+    if not shards:
+        return set()
+    t = pq.ParquetDataset([s.path for s in shards]).read(columns=["dataset", "video_id", "status"])
+    latest: dict[tuple[str, str], str] = {}
+    for d, v, s in zip(t["dataset"].to_pylist(), t["video_id"].to_pylist(), t["status"].to_pylist()):
+        latest[(d, v)] = s  # shards are read in commit order: the last row wins
+    return {k for k, s in latest.items() if s not in retry_statuses}
+
+
+def video_crop_boxes(root: Path, dataset: str, video_ids: set[str]) -> dict[str, dict[int, list[float]]]:
+    """``video_id -> {frame_index: crop_box}`` for videos already in the corpus (to pair new fakes with them)."""
+    shards = committed_shards(root, "crops")
+    if not shards or not video_ids:
+        return {}
+    ds = pq.ParquetDataset([s.path for s in shards])
+    t = ds.read(columns=["dataset", "video_id", "frame_index", "crop_box"])
+    mask = pc.and_(pc.equal(t["dataset"], dataset), pc.is_in(t["video_id"], pa.array(sorted(video_ids))))
+    t = t.filter(mask)
+    out: dict[str, dict[int, list[float]]] = {}
+    for v, f, b in zip(t["video_id"].to_pylist(), t["frame_index"].to_pylist(), t["crop_box"].to_pylist()):
+        out.setdefault(v, {})[f] = b
+    return out
+
+
+class CorpusWriter:
+    """Holds the corpus lock; ``add()`` buffers one video's result; ``flush()`` commits a shard pair.
+
+    A shard is committed every ``flush_videos`` videos or ``flush_seconds`` seconds, and on ``close()`` (also
+    after Ctrl-C), so an interrupted ingest keeps every video it committed and a rerun skips them.
+    """
+
+    def __init__(self, root: str | Path, flush_videos: int = 8, flush_seconds: float = 20.0):
+        self.root = Path(root)
+        self.flush_videos = flush_videos
+        self.flush_seconds = flush_seconds
+        self._lock = CorpusLock(self.root, "ingest")
+        self._crops: list[dict[str, Any]] = []
+        self._videos: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self.committed_videos = 0
+        self.committed_crops = 0
+
+    def __enter__(self) -> "CorpusWriter":
+        self._lock.__enter__()
+        try:
+            for t in ("crops", "videos"):
+                (self.root / t).mkdir(parents=True, exist_ok=True)
+            clean_uncommitted(self.root)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.flush()
+        finally:
+            self._lock.__exit__(*exc)
+
+    def add(self, video_row: dict[str, Any], crop_rows: list[dict[str, Any]]) -> None:
+        self._videos.append(video_row)
+        self._crops.extend(crop_rows)
+        if (len(self._videos) >= self.flush_videos
+                or time.monotonic() - self._last_flush >= self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._videos:
+            return
+        seq, token = next_shard(self.root)
+        name = f"part-{seq:06d}-{token}.parquet"
+        crops = pa.Table.from_pylist(self._crops, schema=CROPS_SCHEMA)
+        videos = pa.Table.from_pylist(self._videos, schema=VIDEOS_SCHEMA)
+        # crops first, videos second: the videos shard is the commit record
+        atomic_write_table(crops, self.root / "crops" / name, row_group_size=CROPS_ROW_GROUP,
+                           compression=_CROPS_COMPRESSION)
+        atomic_write_table(videos, self.root / "videos" / name, compression="zstd")
+        self.committed_videos += len(self._videos)
+        self.committed_crops += len(self._crops)
+        self._crops, self._videos = [], []
+        self._last_flush = time.monotonic()
+
+    def record_ingest(self, dataset: str, params: dict[str, Any], summary: dict[str, Any]) -> None:
+        """Add this run to the manifest and refresh per-dataset counts from the shards."""
+        self.flush()
+        manifest = read_manifest(self.root)
+        runs = manifest.get("ingests", [])
+        runs.append({"dataset": dataset, "params": params, **summary})
+        manifest["ingests"] = runs
+        manifest["counts"] = count_by_dataset(self.root)
+        manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        write_manifest(self.root, {k: v for k, v in manifest.items()
+                                   if k not in ("schema_version", "dfkit_version")})
+
+
+def count_by_dataset(root: Path) -> dict[str, Any]:
+    """Per-dataset counts of videos (by status) and crops, from the committed shards."""
+    out: dict[str, Any] = {}
+    vs = committed_shards(root, "videos")
+    if vs:
+        t = pq.ParquetDataset([s.path for s in vs]).read(columns=["dataset", "video_id", "status"])
+        latest: dict[tuple[str, str], str] = {}
+        for d, v, s in zip(t["dataset"].to_pylist(), t["video_id"].to_pylist(), t["status"].to_pylist()):
+            latest[(d, v)] = s
+        for (d, _), s in latest.items():
+            e = out.setdefault(d, {"videos": 0, "crops": 0, "status": Counter()})
+            e["videos"] += 1
+            e["status"][s] += 1
+    cs = committed_shards(root, "crops")
+    if cs:
+        t = pq.ParquetDataset([s.path for s in cs]).read(columns=["dataset"])
+        for d, n in Counter(t["dataset"].to_pylist()).items():
+            out.setdefault(d, {"videos": 0, "crops": 0, "status": Counter()})["crops"] = n
+    for e in out.values():
+        e["status"] = dict(e["status"])
+    return out

@@ -1,0 +1,139 @@
+"""What an adapter is: it *describes* a dataset's videos (or images) with their labels; it never decodes.
+
+An adapter is one file in ``dfkit/ingest/adapters/`` named after the dataset. It subclasses :class:`Adapter`,
+decorates itself with :func:`register_adapter`, and yields :class:`VideoRecord` objects from :meth:`Adapter.videos`.
+Everything else -- probing, frame sampling, decoding, face detection, tracking, cropping, writing -- lives once, in
+``dfkit/ingest/engine.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from dfkit.errors import DfkitError
+
+LABELS = ("real", "fake")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class VideoRecord:
+    """One video (or one image / frame folder, see ``kind``) as the dataset describes it.
+
+    ``video_id`` must be unique within ``dataset`` and stable across runs (it keys resume and ``sample_id``).
+    ``content_id`` names the content regardless of compression level, so that c0/c23/c40 copies of one video
+    share it. ``pair_video_id`` is the ``video_id`` of the real video this fake was made from, when the dataset
+    says so (FF++ target); the engine then crops the fake on the original's frames and boxes.
+    """
+
+    dataset: str
+    video_id: str
+    path: Path
+    rel_path: str
+    label: str
+    method: str
+    split: str | None = None
+    compression: str | None = None
+    content_id: str | None = None
+    source_video_id: str | None = None
+    target_video_id: str | None = None
+    pair_video_id: str | None = None
+    identity_ids: list[str] = field(default_factory=list)
+    group_id: str | None = None
+    perturbation: str | None = None
+    kind: str = "video"  # "video" | "image" | "frames" (a folder of frames)
+    missing: bool = False  # listed by the dataset's metadata but absent on disk
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"{self.rel_path}: label must be one of {LABELS}, got {self.label!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"{self.rel_path}: split must be one of {SPLITS} or None, got {self.split!r}")
+        if self.content_id is None:
+            self.content_id = self.video_id
+        self.path = Path(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+class Adapter:
+    """Base class of dataset adapters. Subclasses set the class attributes and implement :meth:`videos`."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    #: what the adapter expects on disk, shown by ``dfkit datasets`` and in layout errors
+    expects: ClassVar[str] = ""
+    #: extra keyword options the adapter accepts (name -> help), passed through ``dfkit ingest --opt k=v``
+    options: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, root: str | Path, **options: Any):
+        self.root = Path(root).expanduser()
+        unknown = set(options) - set(self.options) - {"compression"}
+        if unknown:
+            raise DfkitError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(self.options)) or 'none'}")
+        self.opts = options
+        #: files under root that the adapter saw but does not use, counted for the summary
+        self.ignored_files = 0
+
+    def check_root(self) -> None:
+        if not self.root.exists():
+            raise DfkitError(f"{self.name}: dataset root {self.root} does not exist")
+        if not self.root.is_dir():
+            raise DfkitError(f"{self.name}: dataset root {self.root} is not a directory")
+
+    def methods(self) -> list[str]:
+        """The dataset's own method names (from the taxonomy manifest)."""
+        from dfkit.taxonomy import dataset_methods
+
+        return dataset_methods(self.name)
+
+    def videos(self) -> Iterator[VideoRecord]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ingest_params(self) -> dict[str, Any]:
+        """Adapter settings recorded in the corpus manifest."""
+        return {"root": str(self.root), **{k: v for k, v in self.opts.items() if v is not None}}
+
+
+_REGISTRY: dict[str, type[Adapter]] = {}
+
+
+def register_adapter(cls: type[Adapter]) -> type[Adapter]:
+    """Class decorator: make an adapter available by ``cls.name`` (``dfkit ingest NAME``)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    import dfkit.ingest.adapters as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+
+
+def list_adapters() -> dict[str, type[Adapter]]:
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_adapter(name: str) -> type[Adapter]:
+    adapters = list_adapters()
+    if name not in adapters:
+        raise DfkitError(f"unknown dataset {name!r}; known: {', '.join(adapters)}")
+    return adapters[name]
+
+
+def create_adapter(name: str, root: str | Path, **options: Any) -> Adapter:
+    """Factory: ``create_adapter("ffpp", "/data/FaceForensics++", compression="c23")``."""
+    return get_adapter(name)(root, **options)

@@ -1,0 +1,352 @@
+"""The ingest engine: one video from its folder to its Parquet rows, and the parallel run around it.
+
+Read :func:`process_video` top to bottom to follow a video:
+
+1. probe the file (size, codec, frame count, fps, bitrate)             -> ``video.probe``
+2. choose frames: N evenly spaced, or the paired original's frames     -> ``video.sample_indices``
+3. decode only those frames                                            -> ``video.read_frames``
+4. detect faces on each (mediapipe full-range BlazeFace)               -> ``faces.FaceDetector``
+5. follow the dominant face as a track across the frames               -> ``faces.dominant_track``
+6. square crop with a margin, resize, encode losslessly                -> ``faces.crop_square`` / ``encode_crop``
+7. one row per crop, one row for the video (status, counts, reason)
+
+:func:`run_ingest` lists the adapter's videos, skips those already in the corpus, schedules originals before the
+fakes made from them (so a fake is cut on its original's frames and boxes), runs :func:`process_video` in worker
+processes, and commits results through :class:`~dfkit.corpus.writer.CorpusWriter`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dfkit.corpus.schema import sample_id
+from dfkit.corpus.writer import CorpusWriter, done_videos, video_crop_boxes
+from dfkit.ingest import faces, video
+from dfkit.ingest.base import Adapter, VideoRecord
+from dfkit.taxonomy import canonical_method, method_family
+
+RETRYABLE = ("failed", "no_face", "missing")  # statuses that left no crops, so a retry cannot duplicate rows
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    frames: int = 32
+    size: int = 256
+    margin: float = 1.3
+    encoding: str = "png"
+    min_confidence: float = 0.5
+
+
+@dataclass
+class VideoTask:
+    record: VideoRecord
+    #: the paired original's ``{frame_index: crop_box}``; the fake is cut on exactly these frames and boxes
+    pair_boxes: dict[int, list[float]] | None = None
+
+
+@dataclass
+class VideoResult:
+    video_row: dict[str, Any]
+    crop_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- one video ------------------------------------------------------------------------------------------------
+_DETECTOR: faces.FaceDetector | None = None
+
+
+def _detector(params: IngestParams) -> faces.FaceDetector:
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = faces.FaceDetector(min_confidence=params.min_confidence)
+    return _DETECTOR
+
+
+def _label_columns(rec: VideoRecord) -> dict[str, Any]:
+    canonical = canonical_method(rec.dataset, rec.method, rec.label)
+    return {
+        "dataset": rec.dataset, "video_id": rec.video_id, "content_id": rec.content_id,
+        "video_path": rec.rel_path, "label": rec.label, "method": rec.method,
+        "method_canonical": canonical, "method_family": method_family(canonical), "split": rec.split,
+        "compression": rec.compression, "perturbation": rec.perturbation,
+        "source_video_id": rec.source_video_id, "target_video_id": rec.target_video_id,
+        "pair_video_id": None, "identity_ids": list(rec.identity_ids), "group_id": rec.group_id,
+    }
+
+
+def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
+    """Everything the engine does to one video. Never raises for a bad file: the problem goes in the result."""
+    rec = task.record
+    t0 = time.perf_counter()
+    labels = _label_columns(rec)
+    vrow: dict[str, Any] = {**labels, "status": "ok", "stage": None, "reason": None, "n_sampled": 0,
+                            "n_decoded": 0, "n_crops": 0, "n_no_face": 0, "frame_indices": [],
+                            "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def finish(status: str | None = None, stage: str | None = None, reason: str | None = None,
+               crops: list[dict[str, Any]] | None = None) -> VideoResult:
+        if status:
+            vrow.update(status=status, stage=stage, reason=reason)
+        vrow["seconds"] = time.perf_counter() - t0
+        return VideoResult(vrow, crops or [])
+
+    if rec.missing:
+        return finish("missing", "list", "listed in the dataset's metadata but the file is absent")
+    try:
+        # 1. probe
+        if rec.kind == "image":
+            image = video.read_image(rec.path)
+            info = video.VideoInfo(image.shape[1], image.shape[0], 0.0, None, "image", 1, True)
+        else:
+            info = video.probe(rec.path)
+        vrow.update(width=info.width, height=info.height, fps=info.fps, bitrate=info.bitrate,
+                    codec=info.codec, n_frames=info.n_frames)
+
+        # 2. choose frames: a paired fake takes its original's frames (those that exist in the fake)
+        paired = bool(task.pair_boxes)
+        if paired:
+            indices = sorted(i for i in task.pair_boxes if i < info.n_frames)
+            labels["pair_video_id"] = vrow["pair_video_id"] = rec.pair_video_id
+        else:
+            indices = video.sample_indices(info.n_frames, params.frames)
+        vrow["n_sampled"] = len(indices)
+        vrow["frame_indices"] = indices
+
+        # 3. decode only those frames
+        decoded: list[tuple[int, float, np.ndarray]] = []
+        decode_problem = None
+        if rec.kind == "image":
+            decoded = [(0, 0.0, image)]
+        else:
+            try:
+                decoded = list(video.read_frames(rec.path, indices))
+            except video.MediaError as e:
+                decode_problem = e
+        vrow["n_decoded"] = len(decoded)
+        if not decoded:
+            e = decode_problem or video.MediaError("decode", "no frame could be decoded")
+            return finish("failed", e.stage, e.reason)
+
+        # 4. detect all faces on each decoded frame
+        det = _detector(params)
+        detections = [det.detect(rgb) for _, _, rgb in decoded]
+
+        # 5. the dominant face, followed across frames; gaps inside the track interpolated
+        track = faces.dominant_track(detections)
+        boxes = faces.fill_track(track)
+
+        # 6. crop: paired fakes on the original's box, everything else on its own track
+        crops = []
+        for (fi, ts, rgb), d, tb in zip(decoded, track, boxes):
+            if paired and fi in task.pair_boxes:
+                crop_box, box_source = np.asarray(task.pair_boxes[fi], dtype=np.float32), "paired"
+            elif tb is not None:
+                crop_box, box_source = faces.square_crop_box(tb[0], params.margin), tb[1]
+            else:
+                continue  # no face on this frame: counted, no row
+            img = faces.crop_square(rgb, crop_box, params.size)
+            data, fmt = faces.encode_crop(img, params.encoding)
+            bbox = d.box if d is not None else (tb[0] if tb is not None else None)
+            crops.append({
+                "sample_id": sample_id(rec.dataset, rec.video_id, fi), **labels,
+                "frame_index": fi, "timestamp_s": ts,
+                "width": info.width, "height": info.height, "fps": info.fps, "bitrate": info.bitrate,
+                "codec": info.codec, "n_frames": info.n_frames,
+                "bbox": None if bbox is None else [float(v) for v in bbox],
+                "det_score": d.score if d is not None else None,
+                "box_source": box_source if d is None or box_source == "paired" else "detected",
+                "landmarks": None if d is None or d.keypoints is None else d.keypoints.ravel().tolist(),
+                "crop_box": [float(v) for v in crop_box], "crop": data, "crop_format": fmt,
+                "crop_size": params.size,
+            })
+
+        # 7. the video's own row
+        vrow["n_crops"] = len(crops)
+        vrow["n_no_face"] = len(decoded) - len(crops)
+        if not crops:
+            return finish("no_face", "detect", f"no face found on any of {len(decoded)} sampled frames")
+        if len(decoded) < len(indices):
+            missing = len(indices) - len(decoded)
+            why = (decode_problem.reason if decode_problem else
+                   f"stream ended after frame {decoded[-1][0]} of {info.n_frames} announced (truncated file?)")
+            return finish("partial", "decode", f"{missing} of {len(indices)} sampled frames not decoded: {why}",
+                          crops)
+        return finish(crops=crops)
+    except video.MediaError as e:
+        return finish("failed", e.stage, e.reason)
+    except Exception as e:  # noqa: BLE001 - one bad video must never stop the run
+        return finish("failed", "engine", f"{type(e).__name__}: {e}")
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+def _init_worker(params: IngestParams) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and commits what is done
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _detector(params)
+
+
+def _worker(task: VideoTask, params: IngestParams) -> VideoResult:
+    return process_video(task, params)
+
+
+@dataclass
+class IngestSummary:
+    dataset: str
+    listed: int = 0
+    skipped: int = 0
+    processed: int = 0
+    status: dict[str, int] = field(default_factory=dict)
+    crops: int = 0
+    seconds: float = 0.0
+    ignored_files: int = 0
+    interrupted: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["errors"] = d["errors"][:50]
+        return d
+
+
+def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask], dict[str, list[VideoRecord]]]:
+    """Split records into tasks to run now and fakes waiting for an original of this run.
+
+    A fake whose original is in this run waits for it; one whose original is already in the corpus gets the
+    original's boxes from the shards; one without its original is processed on its own.
+    """
+    in_run = {r.video_id for r in records}
+    waiting: dict[str, list[VideoRecord]] = {}
+    ready: list[VideoTask] = []
+    from_corpus: list[VideoRecord] = []
+    for r in records:
+        if r.pair_video_id and r.pair_video_id in in_run:
+            waiting.setdefault(r.pair_video_id, []).append(r)
+        elif r.pair_video_id:
+            from_corpus.append(r)
+        else:
+            ready.append(VideoTask(r))
+    if from_corpus:
+        boxes = video_crop_boxes(corpus, from_corpus[0].dataset, {r.pair_video_id for r in from_corpus})
+        ready.extend(VideoTask(r, boxes.get(r.pair_video_id) or None) for r in from_corpus)
+    # originals first, so their fakes can start early
+    ready.sort(key=lambda t: t.record.video_id not in waiting)
+    return ready, waiting
+
+
+def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, workers: int | None = None,
+               limit: int | None = None, retry_failed: bool = False, progress: bool = True,
+               log: Callable[[str], None] = print) -> IngestSummary:
+    """Ingest one dataset into a corpus (resumable: videos already committed are skipped)."""
+    from tqdm import tqdm
+
+    corpus = Path(corpus).expanduser()
+    workers = max(1, workers or os.cpu_count() or 1)
+    summary = IngestSummary(dataset=adapter.name)
+    t0 = time.perf_counter()
+    records = list(adapter.videos())
+    summary.ignored_files = adapter.ignored_files
+    summary.listed = len(records)
+    with CorpusWriter(corpus) as writer:
+        done = done_videos(corpus, RETRYABLE if retry_failed else ())
+        todo = [r for r in records if (r.dataset, r.video_id) not in done]
+        summary.skipped = len(records) - len(todo)
+        if limit is not None:
+            todo = todo[:limit]
+        if summary.skipped:
+            log(f"resuming: {summary.skipped} of {len(records)} videos already in {corpus}")
+        ready, waiting = plan_tasks(todo, corpus)
+        total = len(todo)
+        bar = tqdm(total=total, unit="video", desc=f"ingest {adapter.name}", disable=not progress,
+                   dynamic_ncols=True, smoothing=0.1)
+        t_run = time.perf_counter()
+
+        def on_result(task: VideoTask, res: VideoResult) -> list[VideoTask]:
+            v = res.video_row
+            writer.add(v, res.crop_rows)
+            summary.processed += 1
+            summary.status[v["status"]] = summary.status.get(v["status"], 0) + 1
+            summary.crops += len(res.crop_rows)
+            if v["status"] != "ok":
+                summary.errors.append({k: v.get(k) for k in ("video_path", "status", "stage", "reason")})
+            el = max(time.perf_counter() - t_run, 1e-9)
+            bar.set_postfix_str(f"{summary.crops / el:.1f} crops/s, {summary.status.get('ok', 0)} ok, "
+                                f"{summary.processed - summary.status.get('ok', 0)} not ok", refresh=False)
+            bar.update(1)
+            # fakes waiting for this original can start now, on its frames and boxes
+            fakes = waiting.pop(task.record.video_id, [])
+            boxes = {r["frame_index"]: r["crop_box"] for r in res.crop_rows} or None
+            return [VideoTask(f, boxes) for f in fakes]
+
+        try:
+            if workers == 1:
+                queue = list(ready)
+                while queue:
+                    task = queue.pop(0)
+                    queue.extend(on_result(task, process_video(task, params)))
+            else:
+                _run_pool(ready, params, workers, on_result)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            bar.close()
+            # fakes whose original never completed (interrupt) stay for the next run
+            summary.seconds = time.perf_counter() - t0
+            writer.record_ingest(adapter.name, {**adapter.ingest_params(), **asdict(params)}, {
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "interrupted": summary.interrupted,
+                "processed": summary.processed, "status": summary.status, "crops": summary.crops,
+                "seconds": round(summary.seconds, 2)})
+    return summary
+
+
+def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int,
+              on_result: Callable[[VideoTask, VideoResult], list[VideoTask]]) -> None:
+    """Run tasks in worker processes; follow-up tasks (waiting fakes) are submitted as originals finish.
+    A crashed worker (e.g. a decoder segfault) breaks the pool: the pool is rebuilt and the tasks that were in
+    flight are retried once; a task in flight during a second crash is recorded as failed."""
+    ctx = get_context("spawn")
+    queue = list(ready)
+    attempts: dict[str, int] = {}
+    while queue:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(params,))
+        inflight: dict[Future, VideoTask] = {}
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < workers * 2:
+                    t = queue.pop(0)
+                    inflight[pool.submit(_worker, t, params)] = t
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    res = fut.result()  # BrokenProcessPool leaves the task in `inflight` for the retry below
+                    task = inflight.pop(fut)
+                    queue.extend(on_result(task, res))
+        except BrokenProcessPool:
+            for task in inflight.values():
+                vid = task.record.video_id
+                attempts[vid] = attempts.get(vid, 0) + 1
+                if attempts[vid] >= 2:
+                    rec = task.record
+                    row = {**_label_columns(rec), "status": "failed", "stage": "worker",
+                           "reason": "the worker process crashed while processing this video (twice)",
+                           "n_sampled": 0, "n_decoded": 0, "n_crops": 0, "n_no_face": 0, "frame_indices": [],
+                           "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0}
+                    queue.extend(on_result(task, VideoResult(row)))
+                else:
+                    queue.insert(0, task)
+            pool.shutdown(wait=False, cancel_futures=True)
+            continue
+        except KeyboardInterrupt:
+            for p in list(getattr(pool, "_processes", {}).values()):
+                p.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)

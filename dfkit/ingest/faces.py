@@ -1,0 +1,194 @@
+"""Faces for the engine: mediapipe full-range BlazeFace detection, the dominant-face track, square crops.
+
+The detector is mediapipe's ``solutions.face_detection`` full-range model, shipped inside the mediapipe 0.10.21
+wheel (no download). The short-range model misses FF++-sized faces in 720p frames, so it is not the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # x0, y0, x1, y1 in source pixels (float32)
+    score: float
+    keypoints: np.ndarray | None  # (6, 2) source pixels: right eye, left eye, nose, mouth, right ear, left ear
+
+    @property
+    def area(self) -> float:
+        w, h = self.box[2] - self.box[0], self.box[3] - self.box[1]
+        return float(max(w, 0) * max(h, 0))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C++ log lines) for the duration; Python errors still propagate."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class FaceDetector:
+    """All faces in an RGB frame, as :class:`Detection` in source pixels."""
+
+    def __init__(self, min_confidence: float = 0.5, model_selection: int = 1):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _quiet_stderr():  # TFLite/absl print start-up banners on the C level
+            import mediapipe as mp
+
+            self._det = mp.solutions.face_detection.FaceDetection(
+                model_selection=model_selection, min_detection_confidence=min_confidence)
+            self._det.process(np.zeros((64, 64, 3), dtype=np.uint8))  # first call logs too
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        res = self._det.process(np.ascontiguousarray(rgb))
+        out = []
+        for d in res.detections or []:
+            rb = d.location_data.relative_bounding_box
+            box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h],
+                           dtype=np.float32)
+            kps = d.location_data.relative_keypoints
+            kp = np.array([[k.x * w, k.y * h] for k in kps], dtype=np.float32) if len(kps) else None
+            out.append(Detection(box, float(d.score[0]) if d.score else 0.0, kp))
+        return out
+
+    def close(self) -> None:
+        self._det.close()
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / ua) if ua > 0 else 0.0
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> float:
+    """Link affinity of two boxes on neighbouring sampled frames: IoU, or (for fast motion between frames that
+    are far apart) a centre distance under half the box size with a similar scale."""
+    v = iou(a, b)
+    if v > 0:
+        return v
+    ca, cb = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
+    sa, sb = max(a[2] - a[0], a[3] - a[1]), max(b[2] - b[0], b[3] - b[1])
+    if min(sa, sb) <= 0 or max(sa, sb) / min(sa, sb) > 1.6:
+        return 0.0
+    d = float(np.linalg.norm(ca - cb)) / max(sa, sb)
+    return 0.01 * (1 - d / 0.5) if d < 0.5 else 0.0
+
+
+def dominant_track(dets_per_frame: list[list[Detection]], min_link: float = 0.0) -> list[Detection | None]:
+    """Link detections across the sampled frames into tracks (greedy, by overlap) and return the dominant one:
+    the track with the largest sum of ``score * sqrt(area)`` -- the face that is present, large and confident
+    across the video, rather than the largest box of each frame independently. ``None`` where the track has no
+    detection."""
+    tracks: list[dict[int, Detection]] = []
+    last: list[np.ndarray] = []
+    for t, dets in enumerate(dets_per_frame):
+        pairs = sorted(((_close(last[k], d.box), k, j) for k in range(len(tracks)) for j, d in enumerate(dets)),
+                       reverse=True)
+        used_t, used_d = set(), set()
+        for aff, k, j in pairs:
+            if aff <= min_link or k in used_t or j in used_d:
+                continue
+            tracks[k][t] = dets[j]
+            last[k] = dets[j].box
+            used_t.add(k)
+            used_d.add(j)
+        for j, d in enumerate(dets):
+            if j not in used_d:
+                tracks.append({t: d})
+                last.append(d.box)
+    if not tracks:
+        return [None] * len(dets_per_frame)
+    best = max(tracks, key=lambda tr: sum(d.score * np.sqrt(d.area) for d in tr.values()))
+    return [best.get(t) for t in range(len(dets_per_frame))]
+
+
+def fill_track(track: list[Detection | None]) -> list[tuple[np.ndarray, str] | None]:
+    """Boxes for every sampled frame inside the track's span: detected ones as they are, gaps between two
+    detections linearly interpolated (``box_source='interpolated'``). Frames before the first or after the last
+    detection have no face (``None``)."""
+    idx = [i for i, d in enumerate(track) if d is not None]
+    out: list[tuple[np.ndarray, str] | None] = [None] * len(track)
+    if not idx:
+        return out
+    for i in idx:
+        out[i] = (track[i].box, "detected")
+    for a, b in zip(idx, idx[1:]):
+        for i in range(a + 1, b):
+            w = (i - a) / (b - a)
+            out[i] = ((1 - w) * track[a].box + w * track[b].box, "interpolated")
+    return out
+
+
+def square_crop_box(box: np.ndarray, margin: float) -> np.ndarray:
+    """The square around a face box: centred on it, side ``margin * max(w, h)`` (may extend past the frame)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = margin * max(box[2] - box[0], box[3] - box[1])
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dtype=np.float32)
+
+
+def crop_square(frame: np.ndarray, crop_box: np.ndarray, size: int) -> np.ndarray:
+    """Cut ``crop_box`` out of ``frame`` (zero padding where it leaves the frame) and resize to ``size``²."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in crop_box)
+    side = max(x1 - x0, y1 - y0, 1)
+    x1, y1 = x0 + side, y0 + side
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    patch = np.zeros((side, side, 3), dtype=np.uint8)
+    if sx1 > sx0 and sy1 > sy0:
+        patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def encode_crop(rgb: np.ndarray, encoding: str = "png") -> tuple[bytes, str]:
+    """Encode a crop. Lossless by default (``png``; ``webp`` = lossless WebP); ``jpeg[:Q]`` / ``webp-lossy[:Q]``
+    are lossy options (they add compression artifacts that confound attribution and quality measurement)."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    kind, _, q = encoding.partition(":")
+    if kind == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        fmt = "png"
+    elif kind == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])  # >100 = lossless
+        fmt = "webp"
+    elif kind == "webp-lossy":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, int(q or 90)])
+        fmt = "webp"
+    elif kind == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(q or 95)])
+        fmt = "jpeg"
+    else:
+        raise ValueError(f"unknown crop encoding {encoding!r}: use png, webp, webp-lossy[:Q] or jpeg[:Q]")
+    if not ok:
+        raise RuntimeError(f"could not encode crop as {fmt}")
+    return buf.tobytes(), fmt
+
+
+def decode_crop(data: bytes) -> np.ndarray:
+    """Encoded crop bytes -> RGB uint8."""
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("undecodable crop bytes")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,136 @@
+"""Reading media for the engine: probe a video, choose frames, decode only the chosen ones (PyAV / FFmpeg).
+
+Every problem is raised as :class:`MediaError` with the pipeline ``stage`` and a human ``reason`` so that the engine
+can record it in the corpus and go on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class MediaError(Exception):
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    bitrate: int | None
+    codec: str
+    n_frames: int
+    frames_exact: bool  # n_frames from the container header (True) or estimated from duration (False)
+
+
+def _ffmpeg_reason(err: Exception) -> str:
+    msg = getattr(err, "strerror", None) or str(err)
+    return msg.split(": '")[0].strip()
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open a video and read its facts without decoding. Raises MediaError(stage='open'|'probe')."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError("open", "file does not exist")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise MediaError("open", "empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise MediaError("open", f"not a readable video ({_ffmpeg_reason(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any decoder-library failure is a per-file problem
+        raise MediaError("open", f"not a readable video ({type(e).__name__}: {e})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError("probe", "no video stream in file")
+        s = container.streams.video[0]
+        cc = s.codec_context
+        width, height = int(cc.width or 0), int(cc.height or 0)
+        if width <= 0 or height <= 0:
+            raise MediaError("probe", "video stream has no frame size (corrupt header?)")
+        fps = float(s.average_rate or s.guessed_rate or 0) or 25.0
+        n = int(s.frames or 0)
+        exact = n > 0
+        if not exact:
+            dur = None
+            if s.duration is not None and s.time_base is not None:
+                dur = float(s.duration * s.time_base)
+            elif container.duration:
+                dur = container.duration / 1_000_000
+            n = int(round(dur * fps)) if dur else 0
+        if n <= 0:
+            raise MediaError("probe", "video reports no frames and no duration")
+        bitrate = int(s.bit_rate or container.bit_rate or 0) or None
+        if bitrate is None and s.duration and s.time_base:
+            bitrate = int(size * 8 / float(s.duration * s.time_base))
+        return VideoInfo(width, height, fps, bitrate, cc.name or "unknown", n, exact)
+
+
+def sample_indices(n_frames: int, n: int) -> list[int]:
+    """``n`` frame indices spread evenly over ``[0, n_frames)`` (all frames when the video is shorter)."""
+    if n_frames <= 0 or n <= 0:
+        return []
+    if n >= n_frames:
+        return list(range(n_frames))
+    return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, n)})
+
+
+def read_frames(path: Path, indices: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order.
+
+    Every frame must pass through the decoder (H.264 frames depend on each other), but only the wanted ones are
+    converted to RGB. Stops quietly when the stream ends early (a truncated file): the caller compares what it got
+    with what it asked for. A decoder error mid-stream raises MediaError('decode') after the frames before it.
+    """
+    want = sorted(set(indices))
+    if not want:
+        return
+    wanted = set(want)
+    last = want[-1]
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise MediaError("open", f"not a readable video ({_ffmpeg_reason(e)})") from None
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        i = 0
+        try:
+            for frame in container.decode(stream):
+                if i in wanted:
+                    ts = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
+                    yield i, ts, frame.to_ndarray(format="rgb24")
+                i += 1
+                if i > last:
+                    return
+        except av.error.FFmpegError as e:
+            raise MediaError("decode", f"decoder error after frame {i}: {_ffmpeg_reason(e)}") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (for frame-only datasets). Raises MediaError('open')."""
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise MediaError("open", "file does not exist")
+    if os.path.getsize(path) == 0:
+        raise MediaError("open", "empty file (0 bytes)")
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError("open", "not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
