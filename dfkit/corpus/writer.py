@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -55,9 +56,9 @@ class CorpusWriter:
     after Ctrl-C), so an interrupted ingest keeps every video it committed and a rerun skips them.
     """
 
-    def __init__(self, root: str | Path, flush_videos: int = 8, flush_seconds: float = 20.0):
+    def __init__(self, root: str | Path, flush_videos: int | None = None, flush_seconds: float = 20.0):
         self.root = Path(root)
-        self.flush_videos = flush_videos
+        self.flush_videos = flush_videos or int(os.environ.get("DFKIT_FLUSH_VIDEOS", "8"))
         self.flush_seconds = flush_seconds
         self._lock = CorpusLock(self.root, "ingest")
         self._crops: list[dict[str, Any]] = []

@@ -103,9 +103,14 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         return finish("missing", "list", "listed in the dataset's metadata but the file is absent")
     try:
         # 1. probe
+        frame_files: list[Path] = []
         if rec.kind == "image":
             image = video.read_image(rec.path)
             info = video.VideoInfo(image.shape[1], image.shape[0], 0.0, None, "image", 1, True)
+        elif rec.kind == "frames":  # a folder of frame images (face-sequence datasets): index = sorted position
+            frame_files = video.list_frame_files(rec.path)
+            first = video.read_image(frame_files[0])
+            info = video.VideoInfo(first.shape[1], first.shape[0], 0.0, None, "frames", len(frame_files), True)
         else:
             info = video.probe(rec.path)
         vrow.update(width=info.width, height=info.height, fps=info.fps, bitrate=info.bitrate,
@@ -126,6 +131,12 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         decode_problem = None
         if rec.kind == "image":
             decoded = [(0, 0.0, image)]
+        elif rec.kind == "frames":
+            for i in indices:
+                try:
+                    decoded.append((i, float(i), video.read_image(frame_files[i])))
+                except video.MediaError as e:
+                    decode_problem = video.MediaError("decode", f"{frame_files[i].name}: {e.reason}")
         else:
             try:
                 decoded = list(video.read_frames(rec.path, indices))

@@ -121,6 +121,21 @@ def read_frames(path: Path, indices: list[int]) -> Iterator[tuple[int, float, np
             raise MediaError("decode", f"decoder error after frame {i}: {_ffmpeg_reason(e)}") from None
 
 
+def list_frame_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder in frame order (numeric names sort numerically)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MediaError("open", "frame folder does not exist")
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    if not files:
+        raise MediaError("open", "no image files in frame folder")
+
+    def key(p: Path):
+        return (0, int(p.stem), p.name) if p.stem.isdigit() else (1, 0, p.name)
+
+    return sorted(files, key=key)
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as RGB uint8 (for frame-only datasets). Raises MediaError('open')."""
     import cv2

@@ -76,6 +76,9 @@ class FFPPAdapter(Adapter):
         if self.compression not in COMPRESSIONS:
             raise LayoutError(f"{self.name}: unknown compression {compression!r}; use raw/c0, c23 or c40")
 
+    def ingest_params(self) -> dict:
+        return {**super().ingest_params(), "compression": self.compression}
+
     # -- layout -----------------------------------------------------------------------------------------------
     def _level_dirs(self, parent: Path) -> list[Path]:
         """``parent/<C>/videos`` for the chosen level (both ``raw`` and ``c0`` spellings for lossless)."""

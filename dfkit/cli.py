@@ -1,0 +1,164 @@
+"""The ``dfkit`` command line. Every command that reads or writes a corpus takes ``--corpus PATH``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dfkit.errors import DfkitError
+
+app = typer.Typer(
+    help="dfkit: DeepFake datasets -> one quality-measured face-crop corpus, and attribution models on it.\n\n"
+         "Typical path: dfkit ingest ffpp ROOT -> dfkit info -> dfkit quality -> dfkit train -> dfkit eval.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+CorpusOpt = typer.Option(None, "--corpus", help="Corpus directory (default: $DFKIT_CORPUS, the config file's "
+                         "`corpus:`, else ./dfkit-corpus).", show_default=False)
+
+
+def _corpus_path(arg: Optional[Path]) -> Path:
+    from dfkit.config import resolve_corpus
+
+    return resolve_corpus(arg)
+
+
+def _parse_opts(opts: list[str]) -> dict[str, str]:
+    out = {}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep or not k:
+            raise DfkitError(f"--opt expects KEY=VALUE, got {o!r}")
+        out[k.replace("-", "_")] = v
+    return out
+
+
+@app.command()
+def ingest(
+    dataset: str = typer.Argument(..., help="Adapter name (see `dfkit datasets`), e.g. ffpp, celebdf, dfdc."),
+    root: Optional[Path] = typer.Argument(None, help="Dataset root as downloaded (default: $DFKIT_ROOT_<NAME> "
+                                          "or roots.<name> in the config file).", show_default=False),
+    corpus: Optional[Path] = CorpusOpt,
+    frames: int = typer.Option(32, help="Frames sampled evenly per video."),
+    size: int = typer.Option(256, help="Side of the square face crop, pixels."),
+    margin: float = typer.Option(1.3, help="Crop side as a multiple of the face box's larger side."),
+    workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes (parallel over videos)."),
+    compression: Optional[str] = typer.Option(None, help="Compression level folder where the dataset has "
+                                              "several (FF++: raw/c0, c23 (default), c40)."),
+    limit: Optional[int] = typer.Option(None, help="Process at most N (not yet ingested) videos."),
+    encoding: str = typer.Option("png", help="Crop encoding: png or webp (lossless, default png); "
+                                 "jpeg[:Q] or webp-lossy[:Q] (lossy: adds artifacts)."),
+    min_confidence: float = typer.Option(0.5, help="Face detector confidence threshold."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Try videos that failed, were missing or "
+                                      "had no face in an earlier run again."),
+    opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (see `dfkit datasets`); "
+                                  "repeatable."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Read a dataset as downloaded, sample frames, find the face, write crops + labels into the corpus.
+
+    Resumable: a rerun skips videos already in the corpus. Bad files are recorded (see `dfkit info --errors`)
+    and the run goes on.
+    """
+    from dfkit.config import resolve_root
+    from dfkit.ingest.base import create_adapter
+    from dfkit.ingest.engine import IngestParams, run_ingest
+    from dfkit.ingest.faces import encode_crop
+
+    import numpy as np
+
+    encode_crop(np.zeros((8, 8, 3), np.uint8), encoding)  # reject a bad --encoding before any work
+    root_path = resolve_root(dataset, root)
+    options = _parse_opts(opt)
+    if compression is not None:
+        options["compression"] = compression
+    adapter = create_adapter(dataset, root_path, **options)
+    adapter.check_root()
+    out = _corpus_path(corpus)
+    params = IngestParams(frames=frames, size=size, margin=margin, encoding=encoding,
+                          min_confidence=min_confidence)
+    s = run_ingest(adapter, out, params, workers=workers, limit=limit, retry_failed=retry_failed,
+                   progress=not quiet, log=lambda m: typer.echo(m, err=True))
+    _print_summary(s, out)
+    if s.interrupted:
+        typer.echo("interrupted: every finished video is committed; rerun the same command to resume", err=True)
+        raise typer.Exit(130)
+
+
+def _print_summary(s, corpus: Path) -> None:
+    st = s.status
+    rate = s.processed / s.seconds if s.seconds else 0.0
+    crate = s.crops / s.seconds if s.seconds else 0.0
+    typer.echo(f"{s.dataset}: {s.listed} videos listed, {s.skipped} already in the corpus, {s.processed} processed "
+               f"in {s.seconds:.1f} s ({rate:.2f} videos/s, {crate:.1f} crops/s)")
+    typer.echo(f"  ok {st.get('ok', 0)} | partial {st.get('partial', 0)} | no face {st.get('no_face', 0)} | "
+               f"failed {st.get('failed', 0)} | missing {st.get('missing', 0)} | crops written {s.crops}"
+               + (f" | {s.ignored_files} unrelated files ignored" if s.ignored_files else ""))
+    for e in s.errors[:10]:
+        typer.echo(f"  {e['status']:8s} {e['video_path']}: {e['stage']}: {e['reason']}")
+    if len(s.errors) > 10:
+        typer.echo(f"  ... {len(s.errors) - 10} more: dfkit info --errors --corpus {corpus}")
+    typer.echo(f"corpus: {corpus}")
+
+
+@app.command()
+def info(
+    corpus: Optional[Path] = CorpusOpt,
+    errors: bool = typer.Option(False, "--errors", help="List the errors table (failed, partial, no-face, "
+                                "missing videos) with file and reason."),
+) -> None:
+    """Counts per dataset x method x split, video status, and the corpus size."""
+    from dfkit.report import corpus_info_text
+
+    typer.echo(corpus_info_text(_corpus_path(corpus), errors=errors))
+
+
+@app.command()
+def datasets() -> None:
+    """List the dataset adapters: what each expects on disk, its methods and options."""
+    from dfkit.ingest.base import list_adapters
+    from dfkit.taxonomy import canonical_method, dataset_manifest
+
+    for name, cls in list_adapters().items():
+        man = dataset_manifest(name).get("methods", {})
+        typer.echo(f"{name}: {cls.title}")
+        typer.echo(f"  expects: {cls.expects}")
+        if man:
+            ms = ", ".join(f"{m} ({e.get('canonical') or canonical_method(name, m, e.get('label', 'fake'))})"
+                           for m, e in man.items())
+            typer.echo(f"  methods: {ms}")
+        for k, h in cls.options.items():
+            typer.echo(f"  --opt {k}=...  {h}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("dfkit-demo"), help="Folder for the demo dataset, corpus and reports."),
+    workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes for ingest."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (for tests)."),
+) -> None:
+    """Build a small synthetic dataset in the FF++ layout (from skimage's public-domain astronaut image, four
+    synthetic manipulation methods, two compression levels), ingest it and show the corpus."""
+    from dfkit.demo.run import run_demo
+
+    run_demo(out, workers=workers, quick=quick, echo=typer.echo)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2 (never a traceback)."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    try:
+        app()
+    except DfkitError as e:
+        typer.echo(f"dfkit: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("dfkit: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

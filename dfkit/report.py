@@ -1,0 +1,65 @@
+"""Text summaries of a corpus (``dfkit info``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+import dfkit.corpus
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def corpus_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in Path(root).rglob("*.parquet"))
+
+
+def counts_table(meta: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame:
+    """Crops and videos per dataset x method x split (split shown as '-' where the dataset gives none)."""
+    keys = ["dataset", "method", "split"]
+    m = meta.assign(split=meta["split"].fillna("-"))
+    v = videos.assign(split=videos["split"].fillna("-"))
+    crops = m.groupby(keys).size().rename("crops")
+    vids = v[v["status"].isin(["ok", "partial"])].groupby(keys).size().rename("videos")
+    t = pd.concat([vids, crops], axis=1).fillna(0).astype(int).reset_index()
+    return t.sort_values(keys).reset_index(drop=True)
+
+
+def corpus_info_text(root: Path, errors: bool = False) -> str:
+    c = dfkit.corpus.open(root)
+    man = c.manifest
+    meta = c.metadata(["dataset", "method", "split", "quality"])
+    videos = c.videos()
+    lines = [f"corpus {root}  (schema {man.get('schema_version', '?')}, dfkit {man.get('dfkit_version', '?')}, "
+             f"{_human(corpus_size(root))} on disk)"]
+    if videos.empty:
+        lines.append("empty: nothing ingested yet")
+        return "\n".join(lines)
+    t = counts_table(meta, videos)
+    lines.append(t.to_string(index=False))
+    lines.append(f"total: {int((videos['status'].isin(['ok', 'partial'])).sum())} videos with crops, "
+                 f"{len(meta)} crops")
+    st = videos.groupby(["dataset", "status"]).size().unstack(fill_value=0)
+    lines.append("video status per dataset:\n" + st.to_string())
+    if "quality" in meta.columns and meta["quality"].notna().any():
+        q = meta["quality"]
+        lines.append(f"quality: median {q.median():.3f}; >= 0.5: {(q >= 0.5).mean():.0%}; "
+                     f">= 0.7: {(q >= 0.7).mean():.0%} of crops")
+    err = c.errors()
+    if errors:
+        if err.empty:
+            lines.append("errors: none")
+        else:
+            lines.append(f"errors ({len(err)}):")
+            for r in err.itertuples():
+                lines.append(f"  {r.status:8s} {r.dataset}:{r.video_path}: {r.stage}: {r.reason}")
+    elif not err.empty:
+        lines.append(f"{len(err)} videos not fully ingested: see `dfkit info --errors`")
+    return "\n".join(lines)
