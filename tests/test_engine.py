@@ -176,3 +176,24 @@ def test_bad_files_never_take_good_data_down(tmp_path, face_video):
     assert err.loc["noface", "status"] == "no_face"
     assert err.loc["empty", "reason"] == "empty file (0 bytes)"
     assert (err["reason"].str.len() > 0).all()
+
+
+def test_skipping_decode_gives_the_same_frames_as_sequential_decode(face_video):
+    idx = [1, 4, 7, 11]
+    a = list(video.read_frames(face_video, idx, skip=False))
+    b = list(video.read_frames(face_video, idx))
+    assert [x[0] for x in a] == [x[0] for x in b] == idx
+    assert all(np.array_equal(x[2], y[2]) for x, y in zip(a, b))
+
+
+def test_skipping_decode_on_real_ffpp_clips():
+    from tests.conftest import need_realdata
+
+    root = need_realdata("ffpp_icpr2020dfdc")
+    for p in sorted(root.rglob("*.mp4"))[:3]:
+        info = video.probe(p)
+        idx = video.sample_indices(info.n_frames, 16)
+        a = list(video.read_frames(p, idx, skip=False))
+        b = list(video.read_frames(p, idx))
+        assert [x[0] for x in b] == idx
+        assert all(np.array_equal(x[2], y[2]) for x, y in zip(a, b)), p.name

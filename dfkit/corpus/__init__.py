@@ -1,17 +1,37 @@
-"""The dfkit corpus: a directory of Parquet shards, one row per face crop (see ``schema.py``)."""
+"""The dfkit corpus: a directory of Parquet shards, one row per face crop (see ``schema.py``).
+
+Attributes are imported on first use, so that ingest workers (which only need the schema) stay light.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from dfkit.corpus.reader import Corpus, CorpusTorchDataset, CropReader, Filter
-from dfkit.corpus.schema import CROPS_SCHEMA, SCHEMA_VERSION, VIDEOS_SCHEMA, sample_id
+if TYPE_CHECKING:
+    from dfkit.corpus.reader import Corpus
+
+_LAZY = {
+    "Corpus": "dfkit.corpus.reader", "CorpusTorchDataset": "dfkit.corpus.reader",
+    "CropReader": "dfkit.corpus.reader", "Filter": "dfkit.corpus.reader",
+    "CROPS_SCHEMA": "dfkit.corpus.schema", "VIDEOS_SCHEMA": "dfkit.corpus.schema",
+    "SCHEMA_VERSION": "dfkit.corpus.schema", "sample_id": "dfkit.corpus.schema",
+}
 
 
-def open(path: str | Path) -> Corpus:  # noqa: A001 - mirrors the built-in on purpose: dfkit.corpus.open(path)
+def open(path: str | Path) -> "Corpus":  # noqa: A001 - mirrors the built-in on purpose: dfkit.corpus.open(path)
     """Open a corpus directory for reading (filter with ``.select(...)``)."""
+    from dfkit.corpus.reader import Corpus
+
     return Corpus(path)
 
 
-__all__ = ["open", "Corpus", "CorpusTorchDataset", "CropReader", "Filter", "CROPS_SCHEMA", "VIDEOS_SCHEMA",
-           "SCHEMA_VERSION", "sample_id"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
+
+
+__all__ = ["open", *_LAZY]

@@ -30,7 +30,6 @@ from typing import Any, Callable
 import numpy as np
 
 from dfkit.corpus.schema import sample_id
-from dfkit.corpus.writer import CorpusWriter, done_videos, video_crop_boxes
 from dfkit.ingest import faces, video
 from dfkit.ingest.base import Adapter, VideoRecord
 from dfkit.taxonomy import canonical_method, method_family
@@ -228,12 +227,21 @@ class IngestSummary:
         return d
 
 
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
 def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask], dict[str, list[VideoRecord]]]:
     """Split records into tasks to run now and fakes waiting for an original of this run.
 
     A fake whose original is in this run waits for it; one whose original is already in the corpus gets the
     original's boxes from the shards; one without its original is processed on its own.
     """
+    from dfkit.corpus.writer import video_crop_boxes
+
     in_run = {r.video_id for r in records}
     waiting: dict[str, list[VideoRecord]] = {}
     ready: list[VideoTask] = []
@@ -248,8 +256,13 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
     if from_corpus:
         boxes = video_crop_boxes(corpus, from_corpus[0].dataset, {r.pair_video_id for r in from_corpus})
         ready.extend(VideoTask(r, boxes.get(r.pair_video_id) or None) for r in from_corpus)
-    # originals first, so their fakes can start early
-    ready.sort(key=lambda t: t.record.video_id not in waiting)
+    # longest chains first (an original and the fakes waiting for it count together), so that no long video
+    # starts last and leaves the other workers idle
+    def cost(t: VideoTask) -> int:  # the longest chain a task starts: itself, then its slowest fake
+        fakes = waiting.get(t.record.video_id, [])
+        return _size(t.record.path) + max((_size(f.path) for f in fakes), default=0)
+
+    ready.sort(key=cost, reverse=True)
     return ready, waiting
 
 
@@ -258,6 +271,8 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
                log: Callable[[str], None] = print) -> IngestSummary:
     """Ingest one dataset into a corpus (resumable: videos already committed are skipped)."""
     from tqdm import tqdm
+
+    from dfkit.corpus.writer import CorpusWriter, done_videos
 
     corpus = Path(corpus).expanduser()
     workers = max(1, workers or os.cpu_count() or 1)

@@ -89,18 +89,36 @@ def sample_indices(n_frames: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, n)})
 
 
-def read_frames(path: Path, indices: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+def _presentation_index(path: Path) -> dict[int, int] | None:
+    """Map each packet's pts to its frame index (rank in presentation order) by demuxing only (no decoding).
+    None when the stream has packets without pts or repeated pts (then frames are counted as decoded)."""
+    try:
+        with av.open(str(path)) as c:
+            pts = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+    except av.error.FFmpegError:
+        return None  # e.g. truncated: the sequential path decodes what it can
+    if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
+        return None
+    return {p: i for i, p in enumerate(sorted(pts))}
+
+
+def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order.
 
-    Every frame must pass through the decoder (H.264 frames depend on each other), but only the wanted ones are
-    converted to RGB. Stops quietly when the stream ends early (a truncated file): the caller compares what it got
-    with what it asked for. A decoder error mid-stream raises MediaError('decode') after the frames before it.
+    Frames are decoded only as far as needed: a non-reference frame (one no other frame depends on) that is not
+    wanted is skipped by the decoder (``skip_frame=NONREF`` for its packet, about a third of an H.264 stream);
+    reference frames pass through the decoder, and only wanted frames are converted to RGB. The frame index is
+    the frame's rank in presentation order, from a demux-only pass; ``skip=False`` (or a stream whose packets
+    lack timestamps) counts decoded frames instead. Stops quietly when the stream ends early (a truncated file):
+    the caller compares what it got with what it asked for. A decoder error mid-stream raises
+    MediaError('decode') after the frames before it.
     """
     want = sorted(set(indices))
     if not want:
         return
     wanted = set(want)
     last = want[-1]
+    order = _presentation_index(path) if skip else None
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
@@ -108,15 +126,32 @@ def read_frames(path: Path, indices: list[int]) -> Iterator[tuple[int, float, np
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or 25)
+
+        def emit(frame, i):
+            ts = float(frame.time) if frame.time is not None else i / rate
+            return i, ts, frame.to_ndarray(format="rgb24")
+
         i = 0
         try:
-            for frame in container.decode(stream):
-                if i in wanted:
-                    ts = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
-                    yield i, ts, frame.to_ndarray(format="rgb24")
-                i += 1
-                if i > last:
-                    return
+            if order is None:
+                for frame in container.decode(stream):
+                    if i in wanted:
+                        yield emit(frame, i)
+                    i += 1
+                    if i > last:
+                        return
+                return
+            cc = stream.codec_context
+            for packet in container.demux(stream):
+                k = order.get(packet.pts) if packet.size else None
+                cc.skip_frame = "DEFAULT" if k is None or k in wanted else "NONREF"
+                for frame in packet.decode():
+                    i = order.get(frame.pts, -1)
+                    if i in wanted:
+                        yield emit(frame, i)
+                    if i >= last:
+                        return
         except av.error.FFmpegError as e:
             raise MediaError("decode", f"decoder error after frame {i}: {_ffmpeg_reason(e)}") from None
 
