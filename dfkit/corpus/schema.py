@@ -58,11 +58,11 @@ CROPS_SCHEMA = pa.schema(
     ]
     + _VIDEO_FACT_FIELDS
     + [
-        pa.field("bbox", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 in source pixels (this frame's detection)
+        pa.field("bbox", pa.list_(pa.float32())),  # x0, y0, x1, y1 in source pixels (this frame's detection)
         pa.field("det_score", pa.float32()),  # detector confidence; null when the box was interpolated/paired
         pa.field("box_source", pa.string()),  # detected | interpolated | paired
         pa.field("landmarks", pa.list_(pa.float32())),  # 6 (x, y) keypoints in source pixels, flattened
-        pa.field("crop_box", pa.list_(pa.float32(), 4)),  # the square region that was cropped, source pixels
+        pa.field("crop_box", pa.list_(pa.float32())),  # the square region that was cropped, source pixels
         pa.field("crop", pa.binary(), nullable=False),  # encoded image bytes
         pa.field("crop_format", pa.string(), nullable=False),  # png | webp | jpeg
         pa.field("crop_size", pa.int32(), nullable=False),  # side of the square crop, pixels

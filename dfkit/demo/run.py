@@ -1,0 +1,92 @@
+"""``dfkit demo``: the whole path on synthetic data, for users without a DeepFake dataset at hand.
+
+Steps (each is skipped when its output already exists, so a rerun is quick and an interrupted demo resumes):
+
+1. build a small dataset in the FF++ layout (:mod:`dfkit.demo.synth`) at two compression levels
+2. ingest both levels into one corpus with the ``demo`` adapter, and print ``dfkit info``
+3. further steps (quality, audit, training, evaluation) are appended as they land: see :data:`STEPS`
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dfkit.ingest.base import create_adapter
+from dfkit.ingest.engine import IngestParams, run_ingest
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class DemoConfig:
+    out: Path
+    workers: int
+    quick: bool
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def corpus(self) -> Path:
+        return self.out / "corpus"
+
+    @property
+    def identities(self) -> int:
+        return 4 if self.quick else 6
+
+    @property
+    def n_frames(self) -> int:
+        return 24 if self.quick else 40
+
+    @property
+    def frames(self) -> int:
+        return 8 if self.quick else 16
+
+    crop_size: int = 128
+    compressions: tuple[str, ...] = ("c23", "c40")
+
+
+def step_build(cfg: DemoConfig, echo: Echo) -> None:
+    from dfkit.demo.synth import make_demo_dataset
+
+    marker = cfg.data / ".dfkit-demo.json"
+    want = {"identities": cfg.identities, "n_frames": cfg.n_frames, "compressions": list(cfg.compressions)}
+    if marker.exists() and json.loads(marker.read_text()).get("params") == want:
+        echo(f"[1] demo dataset already built at {cfg.data}")
+        return
+    echo(f"[1] building the synthetic demo dataset (FF++ layout) at {cfg.data}")
+    s = make_demo_dataset(cfg.data, n_identities=cfg.identities, n_frames=cfg.n_frames,
+                          compressions=cfg.compressions, progress=True)
+    marker.write_text(json.dumps({"params": want, "counts": s["counts"]}, indent=2))
+    echo(f"    {len(s['files'])} videos in {s['seconds']:.1f} s: methods {', '.join(s['methods'])}; "
+         f"compression {', '.join(cfg.compressions)}")
+
+
+def step_ingest(cfg: DemoConfig, echo: Echo) -> None:
+    from dfkit.report import corpus_info_text
+
+    for c in cfg.compressions:
+        echo(f"[2] dfkit ingest demo {cfg.data} --compression {c} --corpus {cfg.corpus}")
+        s = run_ingest(create_adapter("demo", cfg.data, compression=c), cfg.corpus,
+                       IngestParams(frames=cfg.frames, size=cfg.crop_size), workers=cfg.workers,
+                       log=lambda m: echo("    " + m))
+        echo(f"    {s.processed} videos, {s.crops} crops in {s.seconds:.1f} s; status {s.status or 'all done'}")
+    echo(corpus_info_text(cfg.corpus))
+
+
+STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest]
+
+
+def run_demo(out: Path, workers: int = 2, quick: bool = False, echo: Echo = print) -> DemoConfig:
+    cfg = DemoConfig(Path(out), workers, quick)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for step in STEPS:
+        step(cfg, echo)
+    echo(f"demo finished in {time.perf_counter() - t0:.0f} s; everything is under {cfg.out}")
+    return cfg
