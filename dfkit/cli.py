@@ -117,21 +117,34 @@ def info(
 
 
 @app.command()
-def datasets() -> None:
-    """List the dataset adapters: what each expects on disk, its methods and options."""
-    from dfkit.ingest.base import list_adapters
-    from dfkit.taxonomy import canonical_method, dataset_manifest
+def datasets(
+    name: Optional[str] = typer.Argument(None, help="Show only this adapter."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the dataset adapters: what each expects on disk, its methods (-> canonical name, family) and
+    its options (pass them to `dfkit ingest` as --opt KEY=VALUE)."""
+    import json
 
-    for name, cls in list_adapters().items():
-        man = dataset_manifest(name).get("methods", {})
-        typer.echo(f"{name}: {cls.title}")
-        typer.echo(f"  expects: {cls.expects}")
-        if man:
-            ms = ", ".join(f"{m} ({e.get('canonical') or canonical_method(name, m, e.get('label', 'fake'))})"
-                           for m, e in man.items())
-            typer.echo(f"  methods: {ms}")
-        for k, h in cls.options.items():
+    from dfkit.ingest.datasets_cli import describe_adapters
+
+    items = describe_adapters()
+    if name is not None:
+        items = [d for d in items if d["name"] == name]
+        if not items:
+            raise DfkitError(f"unknown dataset {name!r}; see `dfkit datasets`")
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    for d in items:
+        typer.echo(f"{d['name']}: {d['title']}")
+        typer.echo(f"  expects: {d['expects']}")
+        if d["methods"]:
+            typer.echo("  methods: " + ", ".join(
+                m["name"] + ("" if m["canonical"] == m["name"] else f" -> {m['canonical']}") + f" ({m['family']})"
+                for m in d["methods"]))
+        for k, h in d["options"].items():
             typer.echo(f"  --opt {k}=...  {h}")
+        typer.echo("")
 
 
 @app.command()

@@ -120,11 +120,16 @@ def test_face_video_gives_a_crop_per_sampled_frame(face_video):
 def test_paired_fake_uses_the_originals_frames_and_boxes(face_video, tmp_path):
     orig = process_video(VideoTask(rec(face_video)), P)
     boxes = {r["frame_index"]: r["crop_box"] for r in orig.crop_rows}
-    fake = process_video(VideoTask(rec(face_video, "f", label="fake", pair_video_id="face"), boxes), P)
+    frec = rec(face_video, "f", label="fake", pair_video_id="face")
+    fake = process_video(VideoTask(frec, boxes, (320, 240)), P)
     assert [r["frame_index"] for r in fake.crop_rows] == sorted(boxes)
     assert all(r["crop_box"] == boxes[r["frame_index"]] for r in fake.crop_rows)
     assert {r["box_source"] for r in fake.crop_rows} == {"paired"}
     assert fake.video_row["pair_video_id"] == "face"
+    # an original of another frame size is not frame-aligned: the fake is cropped on its own track
+    other = process_video(VideoTask(frec, boxes, (640, 480)), P)
+    assert {r["box_source"] for r in other.crop_rows} == {"detected"}
+    assert other.video_row["pair_video_id"] is None and "differs from the original" in other.video_row["reason"]
 
 
 def _bad_files(tmp: Path, face_video: Path) -> dict[str, Path]:

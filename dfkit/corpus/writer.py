@@ -34,19 +34,24 @@ def done_videos(root: Path, retry_statuses: tuple[str, ...] = ()) -> set[tuple[s
     return {k for k, s in latest.items() if s not in retry_statuses}
 
 
-def video_crop_boxes(root: Path, dataset: str, video_ids: set[str]) -> dict[str, dict[int, list[float]]]:
-    """``video_id -> {frame_index: crop_box}`` for videos already in the corpus (to pair new fakes with them)."""
+def video_crop_boxes(root: Path, dataset: str, video_ids: set[str]
+                     ) -> tuple[dict[str, dict[int, list[float]]], dict[str, tuple[int, int]]]:
+    """For videos already in the corpus (to pair new fakes with them): ``video_id -> {frame_index: crop_box}``
+    and ``video_id -> (width, height)``."""
     shards = committed_shards(root, "crops")
     if not shards or not video_ids:
-        return {}
+        return {}, {}
     ds = pq.ParquetDataset([s.path for s in shards])
-    t = ds.read(columns=["dataset", "video_id", "frame_index", "crop_box"])
+    t = ds.read(columns=["dataset", "video_id", "frame_index", "crop_box", "width", "height"])
     mask = pc.and_(pc.equal(t["dataset"], dataset), pc.is_in(t["video_id"], pa.array(sorted(video_ids))))
     t = t.filter(mask)
-    out: dict[str, dict[int, list[float]]] = {}
-    for v, f, b in zip(t["video_id"].to_pylist(), t["frame_index"].to_pylist(), t["crop_box"].to_pylist()):
-        out.setdefault(v, {})[f] = b
-    return out
+    boxes: dict[str, dict[int, list[float]]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for v, f, b, w, h in zip(*(t[c].to_pylist() for c in ("video_id", "frame_index", "crop_box", "width",
+                                                            "height"))):
+        boxes.setdefault(v, {})[f] = b
+        sizes[v] = (w, h)
+    return boxes, sizes
 
 
 class CorpusWriter:

@@ -51,6 +51,8 @@ class VideoTask:
     record: VideoRecord
     #: the paired original's ``{frame_index: crop_box}``; the fake is cut on exactly these frames and boxes
     pair_boxes: dict[int, list[float]] | None = None
+    #: the original's frame size; pairing applies only when the fake's is the same (frame-aligned)
+    pair_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -116,7 +118,10 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
                     codec=info.codec, n_frames=info.n_frames)
 
         # 2. choose frames: a paired fake takes its original's frames (those that exist in the fake)
-        paired = bool(task.pair_boxes)
+        paired = bool(task.pair_boxes) and task.pair_size == (info.width, info.height)
+        if task.pair_boxes and not paired:
+            vrow["reason"] = (f"not paired: frame size {info.width}x{info.height} differs from the original's "
+                              f"{task.pair_size[0]}x{task.pair_size[1]}" if task.pair_size else None)
         if paired:
             indices = sorted(i for i in task.pair_boxes if i < info.n_frames)
             labels["pair_video_id"] = vrow["pair_video_id"] = rec.pair_video_id
@@ -254,8 +259,9 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
         else:
             ready.append(VideoTask(r))
     if from_corpus:
-        boxes = video_crop_boxes(corpus, from_corpus[0].dataset, {r.pair_video_id for r in from_corpus})
-        ready.extend(VideoTask(r, boxes.get(r.pair_video_id) or None) for r in from_corpus)
+        boxes, sizes = video_crop_boxes(corpus, from_corpus[0].dataset, {r.pair_video_id for r in from_corpus})
+        ready.extend(VideoTask(r, boxes.get(r.pair_video_id) or None, sizes.get(r.pair_video_id))
+                     for r in from_corpus)
     # longest chains first (an original and the fakes waiting for it count together), so that no long video
     # starts last and leaves the other workers idle
     def cost(t: VideoTask) -> int:  # the longest chain a task starts: itself, then its slowest fake
@@ -310,7 +316,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             # fakes waiting for this original can start now, on its frames and boxes
             fakes = waiting.pop(task.record.video_id, [])
             boxes = {r["frame_index"]: r["crop_box"] for r in res.crop_rows} or None
-            return [VideoTask(f, boxes) for f in fakes]
+            return [VideoTask(f, boxes, (v.get("width"), v.get("height"))) for f in fakes]
 
         try:
             if workers == 1:

@@ -68,7 +68,8 @@ class CelebDFAdapter(Adapter):
     options = {
         "version": "v1, v2 or auto (default): decides which shipped test list is the fallback",
         "test_list": "path of a List_of_testing_videos.txt to use instead of ROOT's or the shipped one",
-        "report_missing": "yes (default) / no: yield listed-but-absent videos as missing records",
+        "report_missing": "yes / no: yield listed-but-absent videos as missing records (default: yes when the "
+                          "list comes from ROOT, no with dfkit's shipped copy)",
     }
 
     def __init__(self, root, version: str | None = None, **options):
@@ -91,9 +92,11 @@ class CelebDFAdapter(Adapter):
         if not any((self.root / f).is_dir() for f in FOLDERS):
             found = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir())
             more = f", … ({len(found)} entries)" if len(found) > 8 else ""
+            below = [p for p in sorted(self.root.iterdir()) if p.is_dir() and any((p / f).is_dir() for f in FOLDERS)]
+            hint = f"; did you mean {below[0]}?" if below else ""
             raise LayoutError(
                 f"celebdf: no Celeb-real/, YouTube-real/ or Celeb-synthesis/ under {self.root} "
-                f"(found: {', '.join(found[:8]) or 'nothing'}{more}); expected {self.expects}")
+                f"(found: {', '.join(found[:8]) or 'nothing'}{more}); expected {self.expects}{hint}")
 
     def _folder_dir(self, folder: str) -> Path:
         d = self.root / folder
@@ -162,7 +165,10 @@ class CelebDFAdapter(Adapter):
                 f"celebdf: no videos in Celeb-real/, YouTube-real/ or Celeb-synthesis/ under {self.root} "
                 f"(nor in a videos/ level inside them); expected {self.expects}")
         listed = self._load_list(files)
-        report_missing = _truthy(self.opts.get("report_missing", "yes"))
+        # the dataset's own list names videos the user should have; dfkit's shipped copy (used when the root has
+        # none, e.g. a partial download) does not, so its absent entries are only counted
+        shipped = Path(self.test_list_used).parent == manifests_dir() / "celebdf"
+        report_missing = _truthy(self.opts.get("report_missing", "no" if shipped else "yes"))
         for (folder, stem), p in sorted(files.items()):
             yield self._record(folder, stem, p, listed.get((folder, stem)), missing=False)
         for (folder, stem), list_label in listed.items():

@@ -144,8 +144,9 @@ class CSVAdapter(Adapter):
             entries[rp] = {"row": row, "label": label, "line": n}
         if bad_labels:
             shown = ", ".join(f"{v!r} (line {n})" for v, n in list(bad_labels.items())[:5])
-            raise DfkitError(f"csv: {path.name}: label value(s) {shown} are neither real ({', '.join(sorted(self.real_values))}) "
-                             f"nor fake ({', '.join(sorted(self.fake_values))}); set --opt real_values=… / fake_values=…")
+            raise DfkitError(f"csv: {path.name}: label value(s) {shown} are neither real "
+                             f"({', '.join(sorted(self.real_values))}) nor fake ({', '.join(sorted(self.fake_values))}); "
+                             f"set --opt real_values=… / fake_values=…")
         if not entries:
             raise LayoutError(f"csv: {path.name} lists no rows with a {c['path_col']!r} value")
         vid_of: dict[str, str] = {}

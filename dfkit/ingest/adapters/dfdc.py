@@ -4,6 +4,7 @@ Layouts accepted (any combination)::
 
     ROOT/dfdc_train_part_<N>/metadata.json + *.mp4     (also under ROOT/train/, DeepfakeBench's arrangement)
     ROOT/metadata.json + *.mp4                         (ROOT is one part, or Kaggle's train_sample_videos/)
+    ROOT/<any folder>/metadata.json + *.mp4            (e.g. ROOT/train_sample_videos/: part number unknown)
     ROOT/{test,validation,val}/labels.csv + [videos/]*.mp4     (columns filename,label; 0 = real, 1 = fake)
 
 ``metadata.json`` is ``{"<name>.mp4": {"label": "FAKE"|"REAL", "split": "train", "original": "<name>.mp4"|null}}``;
@@ -53,9 +54,13 @@ class DFDCAdapter(Adapter):
             if not base.is_dir():
                 continue
             for d in base.iterdir():
+                if not d.is_dir():
+                    continue
                 m = _PART_RE.match(d.name)
-                if m and d.is_dir():
+                if m:
                     parts.append((d, int(m.group(1))))
+                elif d.name not in EVAL_FOLDERS and (d / "metadata.json").is_file():
+                    parts.append((d, None))  # e.g. Kaggle's train_sample_videos/
         return sorted(parts, key=lambda x: (x[1] is None, x[1] or 0, str(x[0])))
 
     def _eval_sets(self) -> list[tuple[Path, str]]:

@@ -40,7 +40,8 @@ def _id(v) -> str | None:
 class DFDCPAdapter(Adapter):
     name = "dfdcp"
     title = "DFDC preview (DFDCP)"
-    expects = "ROOT/dataset.json (keys like method_A/<id>/<id>_<ctx>/<file>.mp4) and ROOT/{original_videos,method_A,method_B}/"
+    expects = ("ROOT/dataset.json (keys like method_A/<id>/<id>_<ctx>/<file>.mp4) and "
+               "ROOT/{original_videos,method_A,method_B}/")
     options = {}
 
     def __init__(self, root, **options):

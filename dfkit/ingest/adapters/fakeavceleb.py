@@ -3,7 +3,8 @@
 Layout::
 
     ROOT/meta_data.csv
-    ROOT/{RealVideo-RealAudio,RealVideo-FakeAudio,FakeVideo-RealAudio,FakeVideo-FakeAudio}/<race>/<gender>/<id>/<file>.mp4
+    ROOT/<type>/<race>/<gender>/<id>/<file>.mp4
+        <type> = RealVideo-RealAudio (A), RealVideo-FakeAudio (B), FakeVideo-RealAudio (C), FakeVideo-FakeAudio (D)
 
 ``meta_data.csv``'s header (``source,target1,target2,method,category,type,race,gender,path,``) is shifted against its
 rows, so rows are read **by position**: ``source, target1, target2, method, category, type, race, gender, <file name>,

@@ -110,9 +110,6 @@ class FolderAdapter(Adapter):
             frontier = nxt
         return iter(frontier)
 
-    def check_root(self) -> None:
-        super().check_root()
-
     def videos(self) -> Iterator[VideoRecord]:
         self.check_root()
         nodes = list(self._nodes())
