@@ -1,0 +1,15 @@
+"""Training and evaluation building blocks for dfkit.
+
+The modules here do not depend on the corpus layer; they are wired to it by the ``dfkit train`` / ``dfkit eval``
+commands:
+
+- :mod:`dfkit.train.backbones` - a timm-like registry of classifier backbones (``create_backbone``, ``list_backbones``).
+- :mod:`dfkit.train.losses` - supervised contrastive loss (SupCon).
+- :mod:`dfkit.train.metrics` - frame- and video-level metrics with video bootstrap CIs, cross-dataset attribution.
+- :mod:`dfkit.train.checkpoint` - safetensors + JSON checkpoints (never pickle), resume.
+- :mod:`dfkit.train.augment` - seeded, toggleable augmentations on uint8 RGB images.
+- :mod:`dfkit.train.sampler` - class-balanced sampler.
+- :mod:`dfkit.train.loop` - the generic training loop (``train``).
+
+Submodules are imported on demand so that ``import dfkit.train`` stays cheap (torch and timm load only when used).
+"""

@@ -1,0 +1,284 @@
+"""The backbone registry, the common classifier wrapper and local-weights loading.
+
+Every backbone is a :class:`BackboneClassifier`: a feature extractor that maps a normalised image batch
+``B x 3 x H x W`` to a pooled embedding ``B x D`` (``.embed(x)``) and a linear head on top (``forward(x)`` returns
+logits ``B x num_classes``). Families register a factory with :func:`register_backbone`; users build models with
+:func:`create_backbone`.
+
+Weights, in order of precedence:
+
+- ``weights=PATH``: a local ``.safetensors`` or ``.pth``/``.pt``/``.bin`` state dict (loaded with
+  ``torch.load(weights_only=True)``, never unpickling arbitrary objects). A dfkit checkpoint (keys ``model.*``) restores
+  the whole classifier; any other state dict (e.g. timm's own ``model.safetensors``) is loaded into the feature
+  extractor, dropping the source's classifier.
+- ``pretrained=True``: timm's normal path, which downloads from the Hugging Face hub and therefore **needs the
+  internet** (it fails on an offline machine).
+- neither (the default): the model trains from scratch, and a message says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("dfkit.train")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneClassifier(nn.Module):
+    """A feature extractor plus a linear classification head.
+
+    Attributes: ``features`` (module: image batch -> pooled embedding), ``head`` (``nn.Linear``), ``embed_dim``,
+    ``num_classes``, ``backbone_name``, ``img_size`` (the default input side), ``mean``/``std`` (the input
+    normalisation the weights expect) and ``weights_source`` (``"scratch"``, ``"timm-pretrained"`` or a path).
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        embed_dim: int,
+        num_classes: int,
+        *,
+        backbone_name: str,
+        img_size: int,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.features = features
+        self.embed_dim = int(embed_dim)
+        self.num_classes = int(num_classes)
+        self.backbone_name = backbone_name
+        self.img_size = int(img_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.weights_source = "scratch"
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.head = nn.Linear(self.embed_dim, self.num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding ``B x embed_dim`` (before the head; not normalised)."""
+        return self.features(x)
+
+    def classify(self, emb: torch.Tensor) -> torch.Tensor:
+        """Logits from an embedding computed by :meth:`embed`."""
+        return self.head(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))
+
+    def config(self) -> dict[str, Any]:
+        """What :func:`create_backbone` needs to rebuild this model (stored in checkpoint metadata)."""
+        return {
+            "backbone": self.backbone_name,
+            "num_classes": self.num_classes,
+            "img_size": self.img_size,
+            "embed_dim": self.embed_dim,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "weights_source": self.weights_source,
+        }
+
+
+Factory = Callable[..., BackboneClassifier]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: its factory and facts for ``list_backbones``/docs."""
+
+    name: str
+    factory: Factory
+    family: str
+    default_img_size: int
+    timm_name: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(
+    name: str,
+    *,
+    family: str,
+    default_img_size: int,
+    timm_name: str | None = None,
+    description: str = "",
+    tags: tuple[str, ...] = (),
+) -> Callable[[Factory], Factory]:
+    """Decorator registering ``factory(num_classes, pretrained, weights, img_size, **kwargs) -> BackboneClassifier``.
+
+    Factories build the architecture (and, for ``pretrained=True``, fetch timm's weights); :func:`create_backbone`
+    then handles ``weights=PATH`` and the from-scratch message, so factories need not.
+    """
+
+    def deco(factory: Factory) -> Factory:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _REGISTRY[name] = BackboneSpec(name, factory, family, default_img_size, timm_name, description, tuple(tags))
+        return factory
+
+    return deco
+
+
+def _ensure_families_loaded() -> None:
+    # importing the package registers every family (one module per family)
+    import dfkit.train.backbones  # noqa: F401
+
+
+def list_backbones(family: str | None = None) -> list[str]:
+    """Registered backbone names, sorted (optionally only one family)."""
+    _ensure_families_loaded()
+    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    _ensure_families_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    img_size: int | None = None,
+    **kwargs: Any,
+) -> BackboneClassifier:
+    """Build a registered backbone with a ``num_classes`` head.
+
+    Args:
+        name: a name from :func:`list_backbones` (e.g. ``"tiny"``, ``"efficientnet_b0"``).
+        num_classes: size of the classification head.
+        pretrained: use timm's pretrained weights; **needs the internet** (downloads from the Hugging Face hub).
+        weights: a local ``.safetensors``/``.pth`` state dict (see the module docstring); takes precedence over
+            ``pretrained``.
+        img_size: the input side the model is built/used for (defaults to the backbone's own); ViT and Swin build
+            their position embeddings/windows for it, CNNs accept any size.
+        **kwargs: passed to the family factory (e.g. ``drop_rate``).
+    """
+    spec = backbone_spec(name)
+    size = int(img_size or spec.default_img_size)
+    use_timm_pretrained = bool(pretrained) and weights is None
+    model = spec.factory(num_classes=num_classes, pretrained=use_timm_pretrained, img_size=size, **kwargs)
+    if weights is not None:
+        load_local_weights(model, weights)
+        model.weights_source = str(weights)
+        logger.info("%s: loaded local weights from %s", name, weights)
+    elif use_timm_pretrained:
+        model.weights_source = "timm-pretrained"
+    else:
+        model.weights_source = "scratch"
+        logger.warning("training %s from scratch (no pretrained weights: offline default)", name)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# local weights
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file loaded with ``weights_only=True`` (no arbitrary pickle)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def load_local_weights(model: BackboneClassifier, path: str | Path) -> None:
+    """Load ``path`` into ``model``.
+
+    A dfkit checkpoint (its ``model.*`` keys) restores the whole classifier; another state dict is loaded into
+    ``model.features``. Tensors whose name or shape does not fit (e.g. a 1000-class ImageNet head, or the head of a
+    dfkit model with other classes) are dropped and reported, so a checkpoint can seed a model with a new head.
+    Raises if nothing matches."""
+    sd = read_state_dict(path)
+    inner = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+    if inner:  # a dfkit checkpoint (model.*, optimizer.*, ...)
+        sd = inner
+        own = model.state_dict()
+        if set(sd) == set(own) and all(sd[k].shape == own[k].shape for k in own):
+            model.load_state_dict(sd, strict=True)
+            return
+    if any(k.startswith(("features.", "head.")) for k in sd):
+        target: nn.Module = model
+    else:
+        target = model.features
+    own = target.state_dict()
+    fitting = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise ValueError(f"{path}: no tensor matches backbone {model.backbone_name!r} (wrong file or architecture?)")
+    skipped = sorted(set(sd) - set(fitting))
+    missing = sorted(set(own) - set(fitting))
+    target.load_state_dict(fitting, strict=False)
+    if skipped:
+        logger.info("%s: ignored %d tensors from %s (e.g. %s)", model.backbone_name, len(skipped), path, skipped[:3])
+    if missing:
+        logger.warning("%s: %d backbone tensors not in %s keep their initialisation (e.g. %s)",
+                       model.backbone_name, len(missing), path, missing[:3])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# timm helper shared by the timm-based families
+
+def timm_classifier(
+    timm_name: str,
+    *,
+    backbone_name: str,
+    num_classes: int,
+    pretrained: bool,
+    img_size: int,
+    pass_img_size: bool = False,
+    drop_rate: float = 0.0,
+    **timm_kwargs: Any,
+) -> BackboneClassifier:
+    """``timm.create_model(timm_name, pretrained=pretrained, num_classes=0)`` (pooled features) + our own head.
+
+    ``pretrained=True`` goes through timm's normal download path and needs the internet.
+    """
+    import timm
+
+    if pass_img_size:
+        timm_kwargs["img_size"] = img_size
+    try:
+        features = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
+    except Exception as e:  # offline machines fail here for pretrained=True
+        if pretrained:
+            raise RuntimeError(
+                f"could not fetch timm's pretrained weights for {timm_name!r} ({e.__class__.__name__}: {e}). "
+                "pretrained=True needs the internet; offline, pass weights=PATH to a local state dict, or train "
+                "from scratch (pretrained=False)."
+            ) from e
+        raise
+    cfg = getattr(features, "pretrained_cfg", None) or {}
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
+    return BackboneClassifier(
+        features, features.num_features, num_classes,
+        backbone_name=backbone_name, img_size=img_size, mean=mean, std=std, drop_rate=drop_rate,
+    )

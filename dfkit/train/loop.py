@@ -1,0 +1,478 @@
+"""The generic training loop.
+
+:func:`train` trains any classifier whose loaders yield ``{"image": B x C x H x W float (normalised), "label": B long,
+"video_key": list[str]}`` batches:
+
+- loss: cross-entropy; with ``contrastive="supcon"`` either **joint** (``CE + contrastive_weight * SupCon``) or
+  **probe** (SupCon alone for ``epochs``, then a linear probe - a fresh optimizer on the head only, the backbone frozen
+  - for ``probe_epochs``). SupCon sees a projection MLP of the embedding (``projection_dim``; 0 = the embedding
+  itself), as in Khosla et al. 2020; the projection head is saved with the model.
+- AdamW (no weight decay on biases and norm parameters), per-step cosine schedule with optional linear warm-up.
+- a tqdm bar per epoch with loss, accuracy and samples/s; validation after each epoch (frame- and video-level metrics
+  from :func:`dfkit.train.metrics.evaluate`, without bootstrap) and best-by-validation selection (video-level balanced
+  accuracy by default).
+- checkpoints in ``out_dir`` after each epoch: ``last.safetensors``/``last.json`` (model, projection, optimizer,
+  scheduler, random states) and, when validation improves, ``best.safetensors``/``best.json`` (model and projection);
+  ``history.json`` lists every epoch.
+- ``resume=True`` continues from ``last``: epoch counter, optimizer, scheduler and random generators are restored, and
+  samplers/datasets with ``set_epoch`` are told the epoch, so a resumed run repeats the uninterrupted one (checked to
+  be exact on the CPU; DataLoader worker seeds come from torch's generator, which is restored too).
+- ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``amp=True`` uses bfloat16 autocast on CUDA.
+
+Multi-GPU (``torchrun`` / DistributedDataParallel) is not implemented here yet: the loop runs on one device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dfkit.train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from dfkit.train.losses import ProjectionHead, supcon_loss
+from dfkit.train.metrics import evaluate
+
+logger = logging.getLogger("dfkit.train")
+
+__all__ = ["TrainConfig", "train", "predict", "resolve_device"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train` (all JSON-serialisable; stored in every checkpoint)."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    contrastive: str | None = None  # None or "supcon"
+    contrastive_mode: str = "joint"  # "joint" (CE + w * SupCon) or "probe" (SupCon, then a linear probe)
+    contrastive_weight: float = 0.5
+    temperature: float = 0.1
+    projection_dim: int = 128  # 0: SupCon on the embedding itself
+    probe_epochs: int = 5
+    probe_lr: float | None = None  # default: lr
+    select_metric: str = "balanced_accuracy"
+    select_level: str = "video"  # "video" or "frame"
+    device: str = "auto"
+    amp: bool = False
+    seed: int = 0
+    steps_per_epoch: int | None = None  # only for loaders without len()
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.contrastive not in (None, "supcon"):
+            raise ValueError(f"contrastive must be None or 'supcon', not {self.contrastive!r}")
+        if self.contrastive_mode not in ("joint", "probe"):
+            raise ValueError(f"contrastive_mode must be 'joint' or 'probe', not {self.contrastive_mode!r}")
+        if self.select_level not in ("video", "frame"):
+            raise ValueError("select_level must be 'video' or 'frame'")
+        if self.epochs < 0 or self.probe_epochs < 0:
+            raise ValueError("epochs must be >= 0")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; a CUDA request without CUDA is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if not hasattr(model, "embed"):
+        raise TypeError("contrastive training needs a model with .embed(x) and .classify(emb)/.head "
+                        "(see dfkit.train.backbones.BackboneClassifier)")
+    return model.embed(x)
+
+
+def _classify(model: nn.Module, emb: torch.Tensor) -> torch.Tensor:
+    if hasattr(model, "classify"):
+        return model.classify(emb)
+    return model.head(emb)
+
+
+def _head(model: nn.Module) -> nn.Module:
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise TypeError("the linear probe needs a model with a .head module")
+    return head
+
+
+def _param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices/kernels, none on biases and norm parameters (1-d)."""
+    decay, no_decay = [], []
+    for m in modules:
+        for p in m.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _cosine(total_steps: int, warmup_steps: int, min_ratio: float):
+    def f(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def _steps_per_epoch(loader: Any, cfg: TrainConfig) -> int:
+    if cfg.steps_per_epoch:
+        return int(cfg.steps_per_epoch)
+    try:
+        return len(loader)
+    except TypeError:
+        raise ValueError("the training loader has no len(); set steps_per_epoch") from None
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    """Tell the sampler / batch sampler / dataset the epoch (seeded samplers and augmentations use it)."""
+    seen = set()
+    for obj in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+                getattr(loader, "dataset", None)):
+        if obj is not None and id(obj) not in seen and callable(getattr(obj, "set_epoch", None)):
+            seen.add(id(obj))
+            obj.set_epoch(epoch)
+
+
+class _Phase:
+    """One stage of training: ``main`` (CE or CE + SupCon), ``supcon`` (SupCon alone) or ``probe`` (linear probe)."""
+
+    def __init__(self, name: str, start: int, epochs: int) -> None:
+        self.name, self.start, self.epochs = name, start, epochs
+
+    @property
+    def end(self) -> int:
+        return self.start + self.epochs
+
+
+def _phases(cfg: TrainConfig) -> list[_Phase]:
+    if cfg.contrastive == "supcon" and cfg.contrastive_mode == "probe":
+        return [_Phase("supcon", 0, cfg.epochs), _Phase("probe", cfg.epochs, cfg.probe_epochs)]
+    return [_Phase("main", 0, cfg.epochs)]
+
+
+def _phase_at(phases: list[_Phase], epoch: int) -> _Phase:
+    for ph in phases:
+        if ph.start <= epoch < ph.end:
+            return ph
+    return phases[-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# prediction
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable[dict[str, Any]], device: str | torch.device = "cpu",
+            amp: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Run ``model`` over ``loader``: returns ``(probs N x C, labels N, video_keys N)`` (softmax probabilities)."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    probs, labels, keys = [], [], []
+    try:
+        for batch in loader:
+            x = batch["image"].to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                logits = model(x)
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            labels.append(torch.as_tensor(batch["label"]).cpu().numpy())
+            keys.extend(str(k) for k in batch["video_key"])
+    finally:
+        model.train(was_training)
+    if not probs:
+        raise ValueError("the loader yielded no batch")
+    return np.concatenate(probs), np.concatenate(labels).astype(np.int64), keys
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the loop
+
+def train(
+    model: nn.Module,
+    train_loader: Iterable[dict[str, Any]],
+    val_loader: Iterable[dict[str, Any]] | None,
+    cfg: TrainConfig | dict[str, Any],
+    out_dir: str | Path,
+    *,
+    class_names: list[str] | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` and checkpoint it to ``out_dir`` (see the module docstring).
+
+    Args:
+        model: a classifier (``forward`` -> logits); contrastive training also needs ``.embed(x)`` and
+            ``.classify(emb)`` or ``.head`` (any :class:`~dfkit.train.backbones.BackboneClassifier` has them).
+        train_loader, val_loader: iterables of ``{"image", "label", "video_key"}`` batches (``val_loader`` may be
+            None: no validation, ``best`` is then the last epoch). Use ``drop_last=True`` for training with
+            BatchNorm models. Samplers/datasets with ``set_epoch(epoch)`` are called at each epoch (with
+            ``persistent_workers=True`` the workers keep their own dataset copies and do not see it).
+        cfg: a :class:`TrainConfig` or a dict of its fields.
+        out_dir: run folder (created); holds ``last.*``, ``best.*`` and ``history.json``.
+        class_names: names of the model's classes (stored in the metadata; default ``"0", "1", ...``).
+        resume: continue from ``out_dir/last`` if it exists (otherwise start afresh).
+        meta: extra JSON metadata stored in every checkpoint under ``"run"`` (dataset, corpus, split ...).
+        stop_after_epoch: return once this many epochs are complete (to split a run into jobs; resume later).
+
+    A fresh run seeds Python's, numpy's and torch's global generators with ``cfg.seed`` (the model's own
+    initialisation happens before, in the caller: seed there too); a resumed run restores them from ``last``.
+
+    Returns a summary: ``{"out_dir", "epochs_done", "best_epoch", "best_metric", "select", "history", "last",
+    "best"}``.
+    """
+    cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    use_amp = cfg.amp and device.type == "cuda"
+    contrastive = cfg.contrastive == "supcon"
+    phases = _phases(cfg)
+    total_epochs = phases[-1].end
+    n_classes = int(getattr(model, "num_classes", 0) or 0)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    select = f"{cfg.select_level}.{cfg.select_metric}"
+    steps = _steps_per_epoch(train_loader, cfg)
+
+    last_path = out / "last"
+    resuming = resume and checkpoint_paths(last_path)[1].exists()
+    if not resuming:
+        if checkpoint_paths(last_path)[1].exists():
+            logger.warning("%s already holds a run; starting afresh and overwriting it (resume=True continues it)",
+                           out)
+        _seed_everything(cfg.seed)
+    projection: nn.Module | None = None
+    if contrastive:
+        emb_dim = int(getattr(model, "embed_dim"))
+        projection = ProjectionHead(emb_dim, cfg.projection_dim) if cfg.projection_dim > 0 else nn.Identity()
+    model.to(device)
+    if projection is not None:
+        projection.to(device)
+    extra_modules = {"projection": projection} if projection is not None and cfg.projection_dim > 0 else {}
+
+    def make_optimizer(phase: _Phase) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        if phase.name == "probe":
+            groups = _param_groups([_head(model)], cfg.weight_decay)
+            lr = cfg.probe_lr or cfg.lr
+        else:
+            groups = _param_groups([model] + list(extra_modules.values()), cfg.weight_decay)
+            lr = cfg.lr
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+        total = max(1, phase.epochs * steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, _cosine(total, int(round(cfg.warmup_epochs * steps)), cfg.min_lr_ratio))
+        return opt, sched
+
+    start_epoch, best_metric, best_epoch = 0, -math.inf, 0
+    history: list[dict[str, Any]] = []
+    optimizer = scheduler = None
+    current_phase: _Phase | None = None
+    if resuming:
+        doc = read_checkpoint_meta(last_path)
+        saved = doc["meta"]
+        start_epoch = int(saved["epoch"])
+        ignore = {"device", "progress", "amp"}
+        diff = {k for k, v in cfg.to_dict().items() if k not in ignore and saved["config"].get(k) != v}
+        if diff:
+            logger.warning("resuming with changed settings: %s", ", ".join(sorted(diff)))
+        current_phase = _phase_at(phases, start_epoch)
+        optimizer, scheduler = make_optimizer(current_phase)
+        same_phase = saved.get("phase") == current_phase.name
+        load_checkpoint(last_path, model=model, modules=extra_modules or None,
+                        optimizer=optimizer if same_phase else None, scheduler=scheduler if same_phase else None,
+                        restore_rng=True)
+        history = list(saved.get("history", []))
+        best_metric = saved.get("best_metric")
+        best_metric = -math.inf if best_metric is None else float(best_metric)
+        best_epoch = int(saved.get("best_epoch") or 0)
+        _say(cfg, f"resumed from {checkpoint_paths(last_path)[0]} after epoch {start_epoch}/{total_epochs}")
+
+    stop = total_epochs if stop_after_epoch is None else min(total_epochs, int(stop_after_epoch))
+    for epoch in range(start_epoch, stop):
+        phase = _phase_at(phases, epoch)
+        if current_phase is None or phase.name != current_phase.name:
+            current_phase = phase
+            optimizer, scheduler = make_optimizer(phase)
+            if phase.name == "probe":
+                _say(cfg, "SupCon phase done: training a linear probe on the frozen embedding")
+        assert optimizer is not None and scheduler is not None
+        _set_epoch(train_loader, epoch)
+        stats = _train_epoch(model, projection, train_loader, optimizer, scheduler, cfg, phase, device, use_amp,
+                             epoch, total_epochs, steps)
+        record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name, **stats}
+        is_best = False
+        if val_loader is not None and phase.name != "supcon":
+            probs, labels, keys = predict(model, val_loader, device, use_amp)
+            if not names:
+                names = [str(i) for i in range(probs.shape[1])]
+            res = evaluate(labels, probs, keys, names, n_boot=0)
+            record["val"] = {lv: {k: res[lv][k]["value"] for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                                                      "auc")} for lv in ("frame", "video")}
+            value = res[cfg.select_level][cfg.select_metric]["value"]
+            record["val_selected"] = value
+            is_best = value is not None and value > best_metric
+            shown = "n/a" if value is None else f"{value:.4f}"
+            frame_acc = record["val"]["frame"]["accuracy"]
+            _say(cfg, f"epoch {epoch + 1}/{total_epochs} val {select} = {shown} (frame accuracy {frame_acc:.4f})"
+                      + ("  * best" if is_best else ""))
+        elif val_loader is None and phase.name != "supcon":
+            is_best = True  # no validation: the latest epoch is the one to keep
+        if is_best:
+            best_metric = record.get("val_selected") if record.get("val_selected") is not None else best_metric
+            best_epoch = epoch + 1
+        history.append(record)
+        ckpt_meta = {
+            "config": cfg.to_dict(),
+            "class_names": names,
+            "epoch": epoch + 1,
+            "total_epochs": total_epochs,
+            "phase": phase.name,
+            "select": select,
+            "best_metric": None if best_metric == -math.inf else best_metric,
+            "best_epoch": best_epoch,
+            "seed": cfg.seed,
+            "model": model.config() if hasattr(model, "config") else None,
+            "history": history,
+            "run": meta or {},
+        }
+        save_checkpoint(last_path, model=model, modules=extra_modules or None, optimizer=optimizer,
+                        scheduler=scheduler, meta=ckpt_meta, rng=True)
+        if is_best:
+            save_checkpoint(out / "best", model=model, modules=extra_modules or None, meta=ckpt_meta, rng=False)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    return {
+        "out_dir": str(out),
+        "epochs_done": len(history),
+        "best_epoch": best_epoch,
+        "best_metric": None if best_metric == -math.inf else best_metric,
+        "select": select,
+        "history": history,
+        "last": str(checkpoint_paths(last_path)[0]),
+        "best": str(checkpoint_paths(out / "best")[0]) if best_epoch else None,
+    }
+
+
+def _say(cfg: TrainConfig, msg: str) -> None:
+    """A status line: printed between progress bars when they are on, logged otherwise."""
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg)
+    else:
+        logger.info(msg)
+
+
+def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterable[dict[str, Any]],
+                 optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig, phase: _Phase,
+                 device: torch.device, use_amp: bool, epoch: int, total_epochs: int, steps: int) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    probe = phase.name == "probe"
+    supcon_only = phase.name == "supcon"
+    joint = phase.name == "main" and cfg.contrastive == "supcon"
+    model.train(not probe)  # the probe keeps the backbone frozen, BatchNorm statistics included
+    if projection is not None:
+        projection.train(not probe)
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    loss_sum, correct, seen, n_batches = 0.0, 0, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{total_epochs} [{phase.name}]", leave=True,
+               disable=not cfg.progress, dynamic_ncols=True)
+    for i, batch in enumerate(bar):
+        if i >= steps:
+            break
+        x = batch["image"].to(device, non_blocking=True)
+        y = torch.as_tensor(batch["label"]).to(device, non_blocking=True).long()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = None
+            if probe:
+                with torch.no_grad():
+                    emb = _embed(model, x)
+                logits = _classify(model, emb.detach())
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            elif supcon_only or joint:
+                emb = _embed(model, x)
+                assert projection is not None
+                loss_con = supcon_loss(projection(emb), y, cfg.temperature)
+                if supcon_only:
+                    loss = loss_con
+                else:
+                    logits = _classify(model, emb)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing) \
+                        + cfg.contrastive_weight * loss_con
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+
+        bs = int(y.shape[0])
+        seen += bs
+        n_batches += 1
+        loss_sum += float(loss.detach()) * bs
+        if logits is not None:
+            correct += int((logits.detach().argmax(1) == y).sum())
+        elapsed = time.perf_counter() - t0
+        post = {"loss": f"{loss_sum / seen:.4f}"}
+        if not supcon_only:
+            post["acc"] = f"{correct / seen:.3f}"
+        post["samples/s"] = f"{seen / max(elapsed, 1e-9):.0f}"
+        bar.set_postfix(post, refresh=False)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    if seen == 0:
+        raise ValueError("the training loader yielded no batch")
+    return {
+        "train_loss": loss_sum / seen,
+        "train_accuracy": None if supcon_only else correct / seen,
+        "samples": seen,
+        "batches": n_batches,
+        "seconds": elapsed,
+        "samples_per_s": seen / max(elapsed, 1e-9),
+        "lr": optimizer.param_groups[0]["lr"],
+    }
