@@ -160,6 +160,74 @@ def demo(
     run_demo(out, workers=workers, quick=quick, echo=typer.echo)
 
 
+splits_app = typer.Typer(help="Split leaks (identities, source videos, near-duplicate crops across "
+                          "train/val/test) and identity-disjoint re-splits.", no_args_is_help=True)
+app.add_typer(splits_app, name="splits")
+
+
+@splits_app.command("audit")
+def splits_audit(
+    corpus: Optional[Path] = CorpusOpt,
+    out: Optional[Path] = typer.Option(None, help="Also write the report as JSON here."),
+    scheme: str = typer.Option("official", help="Split scheme to audit: official, or a re-split's name."),
+    hashes: bool = typer.Option(True, "--hashes/--no-hashes", help="Check near-duplicate crops (dHash)."),
+    per_video: int = typer.Option(4, help="Crops per video to hash for the near-duplicate check."),
+    max_distance: int = typer.Option(4, help="dHash bits that may differ for two crops to count as "
+                                     "near-duplicates."),
+) -> None:
+    """Overlap between train/val/test in identities, source videos and near-duplicate crops, per dataset and
+    across datasets, with counts and examples."""
+    import json
+
+    import dfkit.corpus
+    from dfkit.splits import audit, crop_hashes, format_audit
+
+    c = dfkit.corpus.open(_corpus_path(corpus)).select(split_scheme=scheme)
+    videos = c.videos()
+    videos = videos[videos["status"].isin(["ok", "partial"])]
+    h = crop_hashes(c, per_video=per_video) if hashes else None
+    rep = audit(videos, h, max_distance=max_distance)
+    rep["scheme"] = scheme
+    typer.echo(f"split audit ({scheme} splits)")
+    typer.echo(format_audit(rep))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rep, indent=2))
+        typer.echo(f"written: {out}")
+
+
+@splits_app.command("resplit")
+def splits_resplit(
+    corpus: Optional[Path] = CorpusOpt,
+    by: str = typer.Option("identity", help="Only 'identity': no identity or source group in two splits."),
+    name: str = typer.Option("identity", help="Name of the new split scheme (use it as --split NAME)."),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="train,val,test proportions (of identity groups)."),
+    seed: int = typer.Option(0, help="Seed of the stable assignment."),
+) -> None:
+    """Make an identity-disjoint re-split of the corpus (stored beside it; the official split stays)."""
+    import dfkit.corpus
+    from dfkit.splits import identity_split, write_scheme
+
+    if by != "identity":
+        raise DfkitError(f"--by {by!r}: only 'identity' is supported")
+    try:
+        r = tuple(float(x) for x in ratios.split(","))
+    except ValueError:
+        raise DfkitError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {ratios!r}") from None
+    if name == "official":
+        raise DfkitError("--name official is reserved for the datasets' own splits")
+    root = _corpus_path(corpus)
+    videos = dfkit.corpus.open(root).videos()
+    try:
+        assign = identity_split(videos, r, seed)
+    except ValueError as e:
+        raise DfkitError(str(e)) from None
+    path = write_scheme(root, name, assign)
+    counts = videos.assign(s=[assign[(d, v)] for d, v in zip(videos["dataset"], videos["video_id"])])
+    typer.echo(counts.groupby(["dataset", "s"]).size().unstack(fill_value=0).to_string())
+    typer.echo(f"written: {path}; use it with --split {name} (train) or `dfkit splits audit --scheme {name}`")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (never a traceback)."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")

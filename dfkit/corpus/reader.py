@@ -47,6 +47,8 @@ class Filter:
     compression: tuple[str, ...] | None = None
     min_quality: float | None = None
     max_quality: float | None = None
+    #: "official" (the dataset's split) or the name of a corpus-level re-split (``dfkit splits resplit``)
+    split_scheme: str = "official"
 
     def apply(self, df: pd.DataFrame) -> pd.DataFrame:
         m = np.ones(len(df), dtype=bool)
@@ -110,10 +112,26 @@ class Corpus:
             return v
         return v[v["status"] != "ok"][["dataset", "video_id", "video_path", "status", "stage", "reason"]]
 
+    def _with_scheme(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Replace ``split`` by the chosen re-split (the official one stays in ``split_official``)."""
+        scheme = self.filter.split_scheme
+        if scheme == "official" or df.empty:
+            return df
+        path = self.root / "splits" / f"{scheme}.parquet"
+        if not path.exists():
+            raise DfkitError(f"no split scheme {scheme!r} in {self.root} (make it with "
+                             f"`dfkit splits resplit --by identity --name {scheme}`)")
+        s = pq.read_table(path).to_pandas().rename(columns={"split": "_scheme_split"})
+        df = df.merge(s, on=["dataset", "video_id"], how="left")
+        df["split_official"] = df["split"]
+        df["split"] = df.pop("_scheme_split")
+        return df
+
     def _filter_videos(self, df: pd.DataFrame) -> pd.DataFrame:
+        df = self._with_scheme(df)
         f = self.filter
         sub = Filter(datasets=f.datasets, methods=f.methods, splits=f.splits, labels=f.labels,
-                     compression=f.compression)
+                     compression=f.compression, split_scheme=f.split_scheme)
         return sub.apply(df) if len(df) else df
 
     def quality_table(self) -> pd.DataFrame | None:
@@ -151,14 +169,15 @@ class Corpus:
         if q is not None:
             df = df.merge(q, on="sample_id", how="left", suffixes=("", "_q"))
         # a video re-ingested after a failure keeps only its latest rows (no duplicates)
-        df = df.drop_duplicates("sample_id", keep="last")
+        df = self._with_scheme(df.drop_duplicates("sample_id", keep="last"))
         return self.filter.apply(df).reset_index(drop=True)
 
     def __len__(self) -> int:
         return len(self.metadata())
 
     def select(self, datasets=None, methods=None, splits=None, labels=None, compression=None,
-               min_quality: float | None = None, max_quality: float | None = None) -> "Corpus":
+               min_quality: float | None = None, max_quality: float | None = None,
+               split_scheme: str | None = None) -> "Corpus":
         """A filtered view (filters combine with the current view's)."""
         f = self.filter
 
@@ -172,7 +191,8 @@ class Corpus:
             datasets=both(f.datasets, datasets), methods=both(f.methods, methods), splits=both(f.splits, splits),
             labels=both(f.labels, labels), compression=both(f.compression, compression),
             min_quality=max([v for v in (f.min_quality, min_quality) if v is not None], default=None),
-            max_quality=min([v for v in (f.max_quality, max_quality) if v is not None], default=None))
+            max_quality=min([v for v in (f.max_quality, max_quality) if v is not None], default=None),
+            split_scheme=split_scheme or f.split_scheme)
         return Corpus(self.root, nf)
 
     # -- crops ------------------------------------------------------------------------------------------------
