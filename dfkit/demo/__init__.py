@@ -1,0 +1,1 @@
+"""Synthetic demo data (FF++ layout) made offline from skimage.data.astronaut(); see :mod:`dfkit.demo.synth`."""

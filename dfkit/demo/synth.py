@@ -1,0 +1,498 @@
+"""A small synthetic DeepFake dataset in the exact FaceForensics++ folder layout, made offline in seconds.
+
+The only face used is the public-domain ``skimage.data.astronaut()`` portrait. Each *identity* is that portrait
+with its own colour look (hue / saturation / gamma / channel gains), optional mirror image, size and background
+(other ``skimage.data`` images or a gradient), placed on a canvas that a virtual camera pans, zooms and rolls over
+smoothly, so the face moves from frame to frame.
+
+Like FF++, a fake ``<target>_<source>.mp4`` keeps the target video's frames (same camera path, same background)
+and changes only the face, inside a soft elliptical face mask. Four synthetic methods leave four distinct
+artifacts there:
+
+* ``PoissonSwap``   -- the source identity's face, Poisson-blended in (``cv2.seamlessClone``) plus a partial
+  direct paste: colour / identity change with blending seams.
+* ``LandmarkWarp``  -- a smooth, time-varying displacement field around the eyes and mouth (``cv2.remap``).
+* ``TextureRender`` -- a low-pass "re-rendered" texture: bilateral smoothing and colour quantisation.
+* ``Checkerboard``  -- 3x down / nearest-neighbour up-sampling plus a periodic checkerboard (transposed-conv
+  like) pattern.
+
+Layout written under ``root`` (``C`` in ``compressions``, ids are real FF++ sequence ids taken from the official
+split files so each of train / val / test gets at least one full pair)::
+
+    original_sequences/youtube/<C>/videos/<tid>.mp4
+    manipulated_sequences/<Method>/<C>/videos/<tid>_<sid>.mp4
+
+Videos are H.264 (``libx264``, yuv420p, 25 fps) with ``crf`` 0 / 23 / 40 for ``c0`` / ``c23`` / ``c40``.
+Entry point: :func:`make_demo_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+METHODS: tuple[str, ...] = ("PoissonSwap", "LandmarkWarp", "TextureRender", "Checkerboard")
+CRF: dict[str, int] = {"c0": 0, "c23": 23, "c40": 40}
+FPS = 25
+
+#: Face box (x0, y0, x1, y1) and the six keypoints of ``skimage.data.astronaut()``, in its 512x512 pixels, as found
+#: by mediapipe's full-range face detector (``model_selection=1``; score 0.91). :func:`detect_astronaut_face`
+#: recomputes them and the tests check that they still agree.
+ASTRONAUT_FACE_BOX: tuple[float, float, float, float] = (173.7, 67.8, 277.6, 171.7)
+ASTRONAUT_KEYPOINTS: dict[str, tuple[float, float]] = {
+    "right_eye": (202.8, 103.5),
+    "left_eye": (248.0, 105.9),
+    "nose_tip": (224.0, 132.3),
+    "mouth_center": (222.6, 148.5),
+    "right_ear_tragion": (178.6, 107.5),
+    "left_ear_tragion": (271.4, 112.3),
+}
+#: The face ellipse (centre, semi-axes) in astronaut pixels: forehead to chin, cheek to cheek.
+FACE_ELLIPSE_CENTER = (225.0, 125.0)
+FACE_ELLIPSE_AXES = (45.0, 58.0)
+#: A looser ellipse around head and shoulders: where the portrait is pasted over the identity's background.
+_PORTRAIT_CENTER = (232.0, 300.0)
+_PORTRAIT_AXES = (200.0, 320.0)
+
+_SPLITS = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------------------------------- face / ids
+
+
+def detect_astronaut_face() -> dict[str, Any]:
+    """Run mediapipe's full-range face detector on ``skimage.data.astronaut()``.
+
+    Returns ``{"score", "box": (x0, y0, x1, y1), "keypoints": {name: (x, y)}}`` in pixels. Needs mediapipe (its
+    bundled model, no download); :func:`make_demo_dataset` does not call it, it uses :data:`ASTRONAUT_FACE_BOX`.
+    """
+    import mediapipe as mp
+    from skimage import data
+
+    img = data.astronaut()
+    h, w = img.shape[:2]
+    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd:
+        res = fd.process(img)
+    if not res.detections:
+        raise RuntimeError("mediapipe found no face in skimage.data.astronaut()")
+    det = max(res.detections, key=lambda d: d.score[0])
+    bb = det.location_data.relative_bounding_box
+    box = (bb.xmin * w, bb.ymin * h, (bb.xmin + bb.width) * w, (bb.ymin + bb.height) * h)
+    kps = {name: (k.x * w, k.y * h) for name, k in zip(ASTRONAUT_KEYPOINTS, det.location_data.relative_keypoints)}
+    return {"score": float(det.score[0]), "box": box, "keypoints": kps}
+
+
+def _ffpp_split_pairs() -> dict[str, list[tuple[str, str]]]:
+    from dfkit.paths import manifests_dir
+
+    out = {}
+    for split in _SPLITS:
+        with open(manifests_dir() / "ffpp" / "splits" / f"{split}.json") as f:
+            out[split] = [(str(a), str(b)) for a, b in json.load(f)]
+    return out
+
+
+def select_pairs(n_identities: int, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """Choose ``n_identities // 2`` official FF++ pairs: about 70/15/15 % train/val/test, at least one per split.
+
+    ``n_identities`` must be even and at least 6. Deterministic given ``seed``.
+    """
+    if n_identities < 6 or n_identities % 2:
+        raise ValueError(f"n_identities must be an even number >= 6 (one full pair per split), got {n_identities}")
+    n_pairs = n_identities // 2
+    n_held = max(1, round(0.15 * n_pairs))
+    counts = {"train": n_pairs - 2 * n_held, "val": n_held, "test": n_held}
+    rng = np.random.default_rng(seed)
+    official = _ffpp_split_pairs()
+    out = {}
+    for split in _SPLITS:
+        pool = official[split]
+        if counts[split] > len(pool):
+            raise ValueError(f"n_identities={n_identities} needs {counts[split]} {split} pairs; FF++ has {len(pool)}")
+        idx = rng.choice(len(pool), size=counts[split], replace=False)
+        out[split] = [pool[i] for i in sorted(idx)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- identities
+
+
+def _soft_ellipse(shape_hw: tuple[int, int], center, axes, feather: float) -> np.ndarray:
+    """Float32 mask, 1 inside the ellipse, falling smoothly to 0 over about ``feather`` pixels at its edge."""
+    h, w = shape_hw
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xx - center[0]) / axes[0]) ** 2 + ((yy - center[1]) / axes[1]) ** 2)
+    edge = feather / min(axes)
+    return np.clip((1.0 + edge / 2 - r) / edge, 0.0, 1.0).astype(np.float32)
+
+
+def _recolour(img: np.ndarray, hue: float, sat: float, gamma: float, gains: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + hue / 2.0) % 180.0  # OpenCV hue is degrees / 2
+    hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255)
+    rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255.0
+    rgb = np.clip((rgb ** gamma) * gains, 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def _background(kind: int, size_wh: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """One of a few public-domain ``skimage.data`` images (no faces in them) or a gradient, cover-resized."""
+    from skimage import data
+
+    w, h = size_wh
+    makers = [data.coffee, data.rocket, data.immunohistochemistry, data.brick, data.colorwheel, None,
+              data.gravel, data.grass]
+    maker = makers[kind % len(makers)]
+    if maker is None:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        c0, c1 = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
+        t = (0.6 * xx / w + 0.4 * yy / h)[..., None]
+        img = (c0 * (1 - t) + c1 * t).astype(np.uint8)
+    else:
+        img = maker()
+        if img.ndim == 2:  # grey texture: tint it
+            tint = rng.uniform(0.5, 1.0, 3)
+            img = (img[..., None].astype(np.float32) * tint).astype(np.uint8)
+        img = img[..., :3]
+    ih, iw = img.shape[:2]
+    s = max(w / iw, h / ih)
+    img = cv2.resize(img, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_AREA)
+    y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    img = np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])
+    if kind // len(makers) % 2:  # second time round: mirror it so repeats still look different
+        img = img[:, ::-1].copy()
+    return img
+
+
+@dataclass
+class _Identity:
+    """One demo identity: its looks, its scene (canvas) and its camera path."""
+
+    sid: str
+    index: int
+    face_rgb: np.ndarray  # the recoloured 512x512 astronaut (not mirrored)
+    mirror: bool
+    scale: float  # astronaut pixels -> canvas pixels
+    anchor: tuple[float, float]  # canvas point where the face-ellipse centre sits
+    canvas: np.ndarray  # the rendered scene, RGB uint8
+    face_mask: np.ndarray  # soft face ellipse, canvas coordinates, float32
+    cam: dict[str, float]  # camera path parameters
+
+    def placement(self, mirror: bool | None = None) -> np.ndarray:
+        """2x3 affine: astronaut pixels -> canvas pixels (mirrored about the face's vertical axis if asked)."""
+        mirror = self.mirror if mirror is None else mirror
+        cx, cy = FACE_ELLIPSE_CENTER
+        s, (ax, ay) = self.scale, self.anchor
+        sx = -s if mirror else s
+        return np.array([[sx, 0.0, ax - sx * cx], [0.0, s, ay - s * cy]], dtype=np.float64)
+
+
+def _make_identity(sid: str, index: int, frame_wh: tuple[int, int], rng: np.random.Generator,
+                   astronaut: np.ndarray) -> _Identity:
+    w, h = frame_wh
+    cw, ch = int(round(1.8 * w)), int(round(1.8 * h))
+    # looks: spread hues deterministically by index, jitter the rest
+    hue = [0.0, 16.0, -16.0, 28.0, -28.0, 8.0][index % 6] + rng.uniform(-4, 4)
+    sat = rng.uniform(0.75, 1.3)
+    gamma = rng.uniform(0.8, 1.25)
+    gains = rng.uniform(0.85, 1.1, 3)
+    face_rgb = _recolour(astronaut, hue, sat, gamma, gains)
+    mirror = bool(index % 2)
+    face_px = rng.uniform(0.30, 0.36) * min(w, h)  # face-box height in frame pixels
+    scale = face_px / (ASTRONAUT_FACE_BOX[3] - ASTRONAUT_FACE_BOX[1])
+    anchor = (cw / 2 + rng.uniform(-0.04, 0.04) * w, ch / 2 + rng.uniform(-0.03, 0.03) * h)
+    ident = _Identity(sid, index, face_rgb, mirror, scale, anchor, np.empty(0), np.empty(0), {})
+
+    bg = _background(index, (cw, ch), rng)
+    A = ident.placement()
+    person = cv2.warpAffine(face_rgb, A, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    pmask = _soft_ellipse((512, 512), _PORTRAIT_CENTER, _PORTRAIT_AXES, 24.0)
+    pmask = cv2.warpAffine(pmask, A, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
+    ident.canvas = (bg * (1 - pmask) + person * pmask + 0.5).astype(np.uint8)
+    ident.face_mask = cv2.warpAffine(_soft_ellipse((512, 512), FACE_ELLIPSE_CENTER, FACE_ELLIPSE_AXES, 10.0), A,
+                                     (cw, ch), flags=cv2.INTER_LINEAR)
+    ident.cam = {
+        "ax": rng.uniform(0.10, 0.16) * w, "ay": rng.uniform(0.05, 0.09) * h,
+        "fx": rng.uniform(0.6, 1.0), "fy": rng.uniform(0.8, 1.4),
+        "px": rng.uniform(0, 2 * math.pi), "py": rng.uniform(0, 2 * math.pi), "pz": rng.uniform(0, 2 * math.pi),
+        "zoom": rng.uniform(0.05, 0.10), "roll": math.radians(rng.uniform(3.0, 7.0)),
+    }
+    return ident
+
+
+def _camera(ident: _Identity, t: int, n_frames: int, frame_wh: tuple[int, int]) -> np.ndarray:
+    """2x3 affine canvas -> frame for frame ``t``: a smooth pan, zoom and roll around the face."""
+    w, h = frame_wh
+    c = ident.cam
+    u = 2 * math.pi * t / max(n_frames, 2)
+    look_x = ident.anchor[0] + c["ax"] * math.sin(c["fx"] * u + c["px"])
+    look_y = ident.anchor[1] + c["ay"] * math.sin(c["fy"] * u + c["py"])
+    z = 1.0 + c["zoom"] * math.sin(0.8 * u + c["pz"])
+    th = c["roll"] * math.sin(0.7 * u + c["px"] + 1.0)
+    R = z * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    tr = np.array([w / 2, h / 2]) - R @ np.array([look_x, look_y])
+    return np.hstack([R, tr[:, None]])
+
+
+def _apply(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ M[:, :2].T + M[:, 2]
+
+
+# --------------------------------------------------------------------------------------------------- methods
+
+
+def _roi(mask: np.ndarray, pad: int = 6) -> tuple[slice, slice]:
+    ys, xs = np.nonzero(mask > 0.01)
+    h, w = mask.shape
+    return (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
+            slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
+
+
+def _blend(base: np.ndarray, new: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return (base.astype(np.float32) * (1 - m[..., None]) + new.astype(np.float32) * m[..., None] + 0.5).astype(
+        np.uint8)
+
+
+def _poisson_swap(frame, mask, t, src_frame):
+    """Poisson-blend the source identity's face (aligned to the target's) into the face ellipse, then add a
+    partial direct paste so the source's colours (and a seam) stay visible."""
+    ys, xs = _roi(mask, pad=4)
+    dst, src, m = frame[ys, xs], src_frame[ys, xs], mask[ys, xs]
+    gain = 1.0 + 0.04 * math.sin(2 * math.pi * t / 15.0)
+    src = np.clip(src.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    hard = ((m > 0.5) * 255).astype(np.uint8)
+    hard[:2], hard[-2:], hard[:, :2], hard[:, -2:] = 0, 0, 0, 0
+    x, y, bw, bh = cv2.boundingRect(hard)
+    cloned = cv2.seamlessClone(src, dst, hard, (x + bw // 2, y + bh // 2), cv2.NORMAL_CLONE)
+    mix = _blend(cloned, src, np.clip(m * 1.6 - 0.6, 0, 1) * 0.45)
+    out = frame.copy()
+    out[ys, xs] = _blend(dst, mix, m)
+    return out
+
+
+def _landmark_warp(frame, mask, t, kps):
+    """Move the eyes and mouth with a smooth displacement field that changes over time (mouth opens/closes,
+    eyes widen and drift)."""
+    ys, xs = _roi(mask)
+    m = mask[ys, xs]
+    yy, xx = np.mgrid[ys, xs].astype(np.float32)
+    eye_d = float(np.linalg.norm(kps["left_eye"] - kps["right_eye"]))
+    dx = np.zeros_like(xx)
+    dy = np.zeros_like(xx)
+    phase = 2 * math.pi * t / 10.0
+    # mouth: vertical stretch about the mouth centre (sample closer to it -> features move apart)
+    mx, my = kps["mouth_center"]
+    g = np.exp(-((xx - mx) ** 2 + (yy - my) ** 2) / (2 * (0.45 * eye_d) ** 2))
+    k = 0.22 + 0.10 * math.sin(phase)
+    dy += -k * (yy - my) * g
+    dx += 0.10 * math.sin(phase + 1.0) * (xx - mx) * g
+    # eyes: magnify, and drift sideways together
+    for name in ("right_eye", "left_eye"):
+        ex, ey = kps[name]
+        g = np.exp(-((xx - ex) ** 2 + (yy - ey) ** 2) / (2 * (0.28 * eye_d) ** 2))
+        k = 0.25 + 0.08 * math.sin(phase + 2.0)
+        dx += -k * (xx - ex) * g + 0.06 * eye_d * math.sin(0.5 * phase) * g
+        dy += -k * (yy - ey) * g
+    map_x = (xx + dx * m).astype(np.float32)
+    map_y = (yy + dy * m).astype(np.float32)
+    out = frame.copy()
+    out[ys, xs] = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
+def _texture_render(frame, mask, t):
+    """A low-pass, flat-shaded re-rendering of the face: bilateral smoothing + colour quantisation."""
+    ys, xs = _roi(mask, pad=10)
+    roi, m = frame[ys, xs], mask[ys, xs]
+    smooth = cv2.bilateralFilter(roi, 9, 60, 5)
+    smooth = cv2.bilateralFilter(smooth, 9, 60, 5)
+    levels = 7 + (t // 5) % 3
+    step = 255.0 / (levels - 1)
+    quant = np.round(smooth.astype(np.float32) / step) * step
+    quant = cv2.GaussianBlur(quant, (0, 0), 0.6)
+    out = frame.copy()
+    out[ys, xs] = _blend(roi, np.clip(quant, 0, 255), m * (0.9 + 0.1 * math.sin(t)))
+    return out
+
+
+def _checkerboard(frame, mask, t, factor: int = 3):
+    """Down-sample the face ``factor``x, up-sample nearest-neighbour, and add a periodic checkerboard like the
+    output of a strided transposed convolution."""
+    ys, xs = _roi(mask, pad=6)
+    roi, m = frame[ys, xs], mask[ys, xs]
+    h, w = roi.shape[:2]
+    small = cv2.resize(roi, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+    # pattern fixed in frame coordinates (like a generator's output grid)
+    yy, xx = np.mgrid[ys, xs]
+    checker = np.where(((xx // factor) + (yy // factor)) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    amp = 10.0 + 3.0 * math.sin(2 * math.pi * t / 8.0)
+    up += (amp * checker)[..., None]
+    out = frame.copy()
+    out[ys, xs] = _blend(roi, np.clip(up, 0, 255), m)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- video I/O
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = FPS) -> None:
+    """Encode RGB uint8 frames as H.264 (libx264, yuv420p) with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for arr in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
+                      frame_size: tuple[int, int] = (320, 256), compressions=("c23", "c40"), seed: int = 0,
+                      progress: bool = True) -> dict[str, Any]:
+    """Write the synthetic demo dataset under ``root`` in FF++ layout and return a summary.
+
+    ``frame_size`` is (width, height), both even. ``compressions`` are names from :data:`CRF`. For every chosen
+    FF++ pair ``(a, b)`` this writes originals ``a`` and ``b`` and, for each of :data:`METHODS`, the fakes
+    ``a_b`` (target a, source b) and ``b_a``.
+
+    The summary has: ``root``; ``ids`` and ``pairs`` per split; ``methods``; ``compressions``; ``files``
+    (absolute paths of the written videos); ``videos`` (one dict per file: rel_path, label, method,
+    compression, target, source, split); ``counts``; ``face_boxes`` (target id -> per-frame face-ellipse box
+    ``[x0, y0, x1, y1]`` in frame pixels, shared by the original and all its fakes); ``n_frames``,
+    ``frame_size``, ``fps``, ``seed`` and ``seconds`` (build time).
+    """
+    t_start = time.perf_counter()
+    root = Path(root)
+    w, h = (int(v) for v in frame_size)
+    if w % 2 or h % 2 or w < 96 or h < 96:
+        raise ValueError(f"frame_size must be two even numbers >= 96, got {frame_size}")
+    if n_frames < 1:
+        raise ValueError("n_frames must be >= 1")
+    compressions = tuple(compressions)
+    bad = [c for c in compressions if c not in CRF]
+    if bad or not compressions:
+        raise ValueError(f"unknown compression(s) {bad}; known: {', '.join(CRF)}")
+    from skimage import data
+
+    pairs = select_pairs(n_identities, seed)
+    split_of = {i: s for s, ps in pairs.items() for p in ps for i in p}
+    ids = [i for s in _SPLITS for p in pairs[s] for i in p]
+    rng = np.random.default_rng([seed, 1])
+    astronaut = data.astronaut()
+    idents = {sid: _make_identity(sid, k, (w, h), rng, astronaut) for k, sid in enumerate(ids)}
+
+    jobs: list[tuple[str, str, str | None]] = [("original", t, None) for t in ids]
+    for split in _SPLITS:
+        for a, b in pairs[split]:
+            for method in METHODS:
+                jobs += [(method, a, b), (method, b, a)]
+
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), desc="demo videos", unit="video", file=sys.stderr)
+        except ImportError:  # pragma: no cover
+            bar = None
+
+    # per-target geometry, computed once and shared by the original and all its fakes
+    geometry: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]]] = {}
+    face_boxes: dict[str, list[list[float]]] = {}
+    kp_names = list(ASTRONAUT_KEYPOINTS)
+    kp_astro = np.array([ASTRONAUT_KEYPOINTS[k] for k in kp_names])
+    for tid, ident in idents.items():
+        A = ident.placement()
+        per_frame = []
+        for t in range(n_frames):
+            M = _camera(ident, t, n_frames, (w, h))
+            frame = cv2.warpAffine(ident.canvas, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            mask = cv2.warpAffine(ident.face_mask, M, (w, h), flags=cv2.INTER_LINEAR)
+            MA = np.vstack([M, [0, 0, 1]]) @ np.vstack([A, [0, 0, 1]])
+            pts = _apply(MA[:2], kp_astro)
+            if ident.mirror:  # the mirrored portrait's right eye is the original's left eye
+                pts[[0, 1]] = pts[[1, 0]]
+                pts[[4, 5]] = pts[[5, 4]]
+            kps = dict(zip(kp_names, pts))
+            per_frame.append((M, frame, mask, kps))
+        geometry[tid] = per_frame
+        boxes = []
+        for _, _, mask, _ in per_frame:
+            ys, xs = np.nonzero(mask > 0.5)
+            boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+        face_boxes[tid] = boxes
+
+    videos: list[dict[str, Any]] = []
+    files: list[str] = []
+    for method, tid, sid in jobs:
+        per_frame = geometry[tid]
+        if method == "original":
+            frames = [f for _, f, _, _ in per_frame]
+            rel_dir, name = "original_sequences/youtube/{c}/videos", f"{tid}.mp4"
+        else:
+            rel_dir, name = f"manipulated_sequences/{method}/{{c}}/videos", f"{tid}_{sid}.mp4"
+            if method == "PoissonSwap":
+                tgt, src = idents[tid], idents[sid]
+                # the source identity's portrait, placed where the target's face is (own colours, own mirroring)
+                src_canvas = cv2.warpAffine(src.face_rgb, tgt.placement(mirror=src.mirror),
+                                            tgt.canvas.shape[1::-1], flags=cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_REPLICATE)
+                frames = [_poisson_swap(f, m, t, cv2.warpAffine(src_canvas, M, (w, h), flags=cv2.INTER_LINEAR,
+                                                                 borderMode=cv2.BORDER_REFLECT))
+                          for t, (M, f, m, _) in enumerate(per_frame)]
+            elif method == "LandmarkWarp":
+                frames = [_landmark_warp(f, m, t, k) for t, (_, f, m, k) in enumerate(per_frame)]
+            elif method == "TextureRender":
+                frames = [_texture_render(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
+            else:
+                frames = [_checkerboard(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
+        for c in compressions:
+            rel = f"{rel_dir.format(c=c)}/{name}"
+            write_video(root / rel, frames, CRF[c])
+            files.append(str(root / rel))
+            videos.append({"rel_path": rel, "label": "real" if method == "original" else "fake",
+                           "method": method, "compression": c, "target": tid, "source": sid,
+                           "split": split_of[tid]})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    per_method = {m: sum(v["method"] == m for v in videos) for m in ("original",) + METHODS}
+    seconds = time.perf_counter() - t_start
+    return {
+        "root": str(root),
+        "ids": {s: [i for p in pairs[s] for i in p] for s in _SPLITS},
+        "pairs": {s: [list(p) for p in pairs[s]] for s in _SPLITS},
+        "methods": list(METHODS),
+        "compressions": list(compressions),
+        "files": files,
+        "videos": videos,
+        "counts": {"identities": len(ids), "pairs": len(ids) // 2, "original": per_method["original"],
+                   "fake": len(videos) - per_method["original"], "files": len(files), "per_method": per_method},
+        "face_boxes": face_boxes,
+        "n_frames": n_frames,
+        "frame_size": [w, h],
+        "fps": FPS,
+        "seed": seed,
+        "seconds": seconds,
+    }
