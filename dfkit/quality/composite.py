@@ -1,0 +1,271 @@
+"""The composite ``quality`` score of a crop, and of a video.
+
+**Definition.** ``quality`` is the weighted *geometric* mean of the crop's metric scores:
+
+    quality = exp( Σ_i w_i · ln max(s_i, 0.001) / Σ_i w_i )
+
+over the metrics i with weight w_i > 0 whose score s_i is known (a NaN score -- e.g. no landmarks, no detection
+on an interpolated frame, a video with < 3 crops for jitter -- is left out and the remaining weights renormalised;
+when the known scores carry less than half of the total weight, e.g. an undecodable crop, ``quality`` is NaN).
+It is monotone non-decreasing in every component score (strictly increasing above the 0.001 floor), lies in
+[0, 1], and uses fixed score maps with absolute anchors, never per-corpus percentiles: a threshold such as 0.7 means
+the same on every corpus and machine.
+
+Why geometric: a crop is only as useful as its weakest property. One bad component pulls the geometric mean down
+much more than the arithmetic mean (a black crop is worthless however sharp its noise is), while several mildly
+imperfect components cost little.
+
+**Default weights** (:data:`DEFAULT_WEIGHTS`): sharpness 2, face_size 2, noise 1, blockiness 1, exposure 1, pose 1,
+cutoff 1, contrast 0.5, det_score 0.5, jitter 0.5; the video labels (bitrate, resolution, codec, compression) 0 --
+they are reported, but kept out of the composite so that plotting quality against compression level measures
+something rather than restating the label. Override them with a mapping, a YAML/JSON file, or a
+``"sharpness=2,noise=1"`` string (named weights replace the defaults, others keep theirs; 0 drops a metric).
+
+**Per video**: ``video_quality`` = the median ``quality`` of the video's crops.
+
+See :func:`explain` for what a threshold means in raw units; ``dfkit/quality/README.md`` has the text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from dfkit.errors import DfkitError
+from dfkit.quality.base import create_metric, list_metrics
+
+FLOOR = 1e-3
+MIN_KNOWN_WEIGHT = 0.5  # quality is NaN unless scores are known for at least this fraction of the total weight
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "sharpness": 2.0,
+    "noise": 1.0,
+    "blockiness": 1.0,
+    "exposure": 1.0,
+    "contrast": 0.5,
+    "face_size": 2.0,
+    "det_score": 0.5,
+    "pose": 1.0,
+    "cutoff": 1.0,
+    "jitter": 0.5,
+    "bitrate": 0.0,
+    "resolution": 0.0,
+    "codec": 0.0,
+    "compression": 0.0,
+}
+
+
+class WeightsError(DfkitError, ValueError):
+    """Bad composite weights (a ValueError, and a one-line CLI error)."""
+
+
+def _check(name: str, value, source: str) -> float:
+    known = list_metrics()
+    if name not in known:
+        raise WeightsError(f"unknown metric {name!r} in {source}; known metrics: {', '.join(known)}")
+    if isinstance(value, bool):
+        raise WeightsError(f"weight of {name!r} in {source} is not a number: {value!r}")
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise WeightsError(f"weight of {name!r} in {source} is not a number: {value!r}") from None
+    if not math.isfinite(w) or w < 0:
+        raise WeightsError(f"weight of {name!r} in {source} must be a finite number >= 0, got {value!r}")
+    return w
+
+
+def parse_weights(spec: str, source: str = "--weights") -> dict[str, float]:
+    """``"sharpness=2, noise=1"`` -> ``{"sharpness": 2.0, "noise": 1.0}``. ValueError (:class:`WeightsError`)
+    naming the bad item otherwise."""
+    out: dict[str, float] = {}
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, val = item.partition("=")
+        name, val = name.strip(), val.strip()
+        if not sep or not name or not val:
+            raise WeightsError(f"bad item {item!r} in {source}: expected name=number, e.g. \"sharpness=2,noise=1\"")
+        if name in out:
+            raise WeightsError(f"metric {name!r} given twice in {source}")
+        out[name] = _check(name, val, source)
+    return out
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, float]:
+    """Weights from a YAML or JSON file: a mapping ``name: weight``, or ``{weights: {name: weight}}``."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {p}: {e.strerror or e}") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise WeightsError(f"weights file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+    if isinstance(data, dict) and "weights" in data and isinstance(data["weights"], dict):
+        data = data["weights"]
+    if not isinstance(data, dict):
+        raise WeightsError(f"weights file {p} must hold a mapping of metric name -> weight")
+    return {str(k): _check(str(k), v, f"weights file {p}") for k, v in data.items()}
+
+
+def resolve_weights(weights: None | str | os.PathLike | Mapping[str, float] = None) -> dict[str, float]:
+    """The full weight table: the defaults, overridden by ``weights`` -- a mapping, a path to a YAML/JSON file,
+    or a ``"name=w,..."`` string. Every registered metric gets an entry (0 for metrics without a default)."""
+    full = {n: DEFAULT_WEIGHTS.get(n, 0.0) for n in list_metrics()}
+    if weights is None:
+        over: dict[str, float] = {}
+    elif isinstance(weights, Mapping):
+        over = {str(k): _check(str(k), v, "weights") for k, v in weights.items()}
+    elif isinstance(weights, os.PathLike) or (isinstance(weights, str) and "=" not in weights
+                                               and weights.strip() and Path(weights).suffix):
+        over = load_weights(weights)
+    elif isinstance(weights, str):
+        over = parse_weights(weights)
+    else:
+        raise WeightsError("weights must be a mapping, a file path or a 'name=w,...' string, "
+                           f"not {type(weights).__name__}")
+    full.update(over)
+    if not any(w > 0 for w in full.values()):
+        raise WeightsError("all composite weights are zero: give at least one metric a positive weight")
+    return full
+
+
+def composite(scores: Mapping[str, np.ndarray | float], weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Vectorised weighted geometric mean of score arrays (NaN scores left out, weights renormalised); NaN where
+    the known scores carry less than ``MIN_KNOWN_WEIGHT`` of the total weight. ``weights``: see
+    :func:`resolve_weights` (resolved here when not already a full table)."""
+    w = weights if _is_resolved(weights) else resolve_weights(weights)
+    total = sum(x for x in w.values() if x > 0)
+    num = den = None
+    for name, wt in w.items():
+        if wt <= 0 or name not in scores:
+            continue
+        s = np.asarray(scores[name], dtype=np.float64)
+        ok = np.isfinite(s)
+        term = np.where(ok, wt * np.log(np.clip(np.where(ok, s, 1.0), FLOOR, 1.0)), 0.0)
+        wts = np.where(ok, wt, 0.0)
+        num = term if num is None else num + term
+        den = wts if den is None else den + wts
+    if num is None:
+        n = len(next(iter(scores.values()))) if scores else 0
+        return np.full(n, np.nan)
+    enough = den >= MIN_KNOWN_WEIGHT * total - 1e-12
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(enough & (den > 0), np.exp(num / np.where(den > 0, den, 1.0)), np.nan)
+
+
+def quality_of(scores: Mapping[str, float], weights=None) -> float:
+    """Composite of one crop's scores ``{metric: score}``."""
+    return float(composite({k: np.array([v], dtype=np.float64) for k, v in scores.items()}, weights)[0])
+
+
+def _is_resolved(w) -> bool:
+    return isinstance(w, dict) and set(w) >= set(list_metrics())
+
+
+def video_quality(video_keys: list, quality: np.ndarray) -> np.ndarray:
+    """Per-row median quality of the row's video (rows grouped by equal ``video_keys`` entries)."""
+    q = np.asarray(quality, dtype=np.float64)
+    out = np.full(len(q), np.nan)
+    groups: dict = {}
+    for i, k in enumerate(video_keys):
+        groups.setdefault(k, []).append(i)
+    for idx in groups.values():
+        v = q[idx]
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[idx] = float(np.median(v))
+    return out
+
+
+def recompose(table, weights=None):
+    """Redo only the composite: a quality table (``q_<metric>`` score columns, ``dataset``, ``video_id``) with its
+    ``quality`` and ``video_quality`` columns recomputed for ``weights``. No pixels are touched."""
+    import pyarrow as pa
+
+    w = resolve_weights(weights)
+    scores = {n: table.column(f"q_{n}").to_numpy(zero_copy_only=False).astype(np.float64)
+              for n in w if f"q_{n}" in table.column_names}
+    missing = [n for n, x in w.items() if x > 0 and f"q_{n}" not in table.column_names]
+    if missing:
+        raise WeightsError(f"no stored scores for weighted metric(s) {', '.join(missing)}: run the metrics first")
+    q = composite(scores, w)
+    keys = list(zip(table.column("dataset").to_pylist(), table.column("video_id").to_pylist()))
+    vq = video_quality(keys, q)
+    for name, arr in (("quality", q), ("video_quality", vq)):
+        col = pa.array(arr.astype(np.float32), type=pa.float32(), from_pandas=True)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    meta = dict(table.schema.metadata or {})
+    meta[b"dfkit.quality.weights"] = json.dumps(w, sort_keys=True).encode()
+    return table.replace_schema_metadata(meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# what a threshold means
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def explain(threshold: float = 0.7, weights=None) -> str:
+    """Markdown: for each weighted metric, the raw value at which its score is 0.5, ``threshold`` and 0.9, and
+    what a composite ``threshold`` allows."""
+    w = resolve_weights(weights)
+    total = sum(x for x in w.values() if x > 0)
+    lines = [
+        f"| metric | weight | raw unit | better | raw at score 0.5 | raw at score {threshold:g} | raw at score 0.9 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in list_metrics():
+        m = create_metric(name)
+        if m.raw_type == "string":
+            at = ("-", "-", "-")
+        else:
+            at = tuple(_fmt(m.raw_at(s)) for s in (0.5, threshold, 0.9))
+        lines.append(f"| {name} | {w[name]:g} | {m.unit} | {m.direction} | {at[0]} | {at[1]} | {at[2]} |")
+    # one weak component: how low may it go when every other weighted score is a good 0.9?
+    weak = []
+    for name, x in w.items():
+        if x > 0:
+            s_min = math.exp((total * math.log(threshold) - (total - x) * math.log(0.9)) / x)
+            m = create_metric(name)
+            if s_min < 0.01:
+                weak.append(f"{name}: any value")
+            elif m.raw_type == "string":
+                weak.append(f"{name} score {s_min:.2f}")
+            else:
+                weak.append(f"{name} score {s_min:.2f} (raw {_fmt(m.raw_at(s_min))})")
+    lines += [
+        "",
+        f"`quality >= {threshold:g}` holds when every weighted score is >= {threshold:g}, i.e. every measure is at the "
+        f"raw value of the middle column or better. Because the mean is geometric, one weak component can be "
+        f"compensated only so far: with all other weighted scores at 0.9, the lowest each single component may "
+        f"score is: " + "; ".join(weak) + ".",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""``dfkit quality``: compute the metrics for a corpus, shard by shard, resumably and in parallel.
+
+For each committed crops shard ``crops/part-N-T.parquet`` there is one quality shard ``quality/part-N-T.parquet``
+(same name) keyed by ``sample_id``: the no-reference metrics and scores, ``quality``, ``video_quality``, and the
+full-reference columns -- ``fr_*`` for a fake against its paired original (same frame, same box), and ``c0_*``
+for a compressed crop against the same content at the lossless level, where the corpus has both. A crops shard
+holds whole videos, so per-video metrics (jitter, video quality) see all of a video's crops.
+
+What is done is derived from the shards: a crops shard without its quality shard is computed; one whose quality
+shard was made by another metric version is recomputed; one whose full-reference references were missing and are
+now in the corpus is recomputed. New weights (``--weights``) only redo the composite (no pixels are read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dfkit.corpus.schema import CROP_META_COLUMNS
+from dfkit.corpus.store import CorpusLock, atomic_write_table, committed_shards, list_shards
+
+META_VERSION = b"dfkit.quality.version"
+META_WEIGHTS = b"dfkit.quality.weights"
+META_PENDING = b"dfkit.quality.fr_pending"  # JSON list of reference sample_ids that were missing
+
+
+@dataclass
+class QualitySummary:
+    shards_total: int = 0
+    shards_computed: int = 0
+    shards_recomposed: int = 0
+    crops: int = 0
+    fullref_pairs: int = 0
+    c0_pairs: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def _ref_id(dataset: str, video_id: str, frame: int) -> str:
+    return f"{dataset}/{video_id}/{frame:06d}"
+
+
+def _index(files: list[Path]) -> pa.Table:
+    """The corpus's crop index (no pixels): what is where, for finding references."""
+    cols = ["sample_id", "dataset", "video_id", "content_id", "compression", "frame_index", "pair_video_id"]
+    parts = []
+    for i, f in enumerate(files):
+        t = pq.read_table(f, columns=cols)
+        parts.append(t.append_column("_file", pa.array(np.full(len(t), i, dtype=np.int32))))
+    return pa.concat_tables(parts) if parts else pa.table({c: [] for c in cols + ["_file"]})
+
+
+def _read_rows(files: list[Path], index: pa.Table, ids: set[str]) -> pa.Table | None:
+    """Full rows (with crops) of the given sample_ids, reading each shard that holds some of them once."""
+    if not ids:
+        return None
+    hit = index.filter(pc.is_in(index["sample_id"], pa.array(sorted(ids))))
+    parts = []
+    for fi in sorted(set(hit["_file"].to_pylist())):
+        t = pq.read_table(files[fi])
+        parts.append(t.filter(pc.is_in(t["sample_id"], hit["sample_id"])))
+    return pa.concat_tables(parts) if parts else None
+
+
+def _references(shard: pa.Table, index: pa.Table) -> tuple[set[str], set[str], set[str]]:
+    """Reference sample_ids this shard's rows need: (pair refs, c0 refs, refs not in the corpus)."""
+    present = set(index["sample_id"].to_pylist())
+    pair, c0, missing = set(), set(), set()
+    rows = shard.select(["dataset", "pair_video_id", "frame_index", "content_id", "compression"]).to_pylist()
+    c0_keys: dict[tuple, str] = {}
+    lossless = index.filter(pc.equal(index["compression"], "c0"))
+    for r in lossless.select(["dataset", "content_id", "frame_index", "sample_id"]).to_pylist():
+        c0_keys[(r["dataset"], r["content_id"], r["frame_index"])] = r["sample_id"]
+    for r in rows:
+        if r["pair_video_id"]:
+            rid = _ref_id(r["dataset"], r["pair_video_id"], r["frame_index"])
+            (pair if rid in present else missing).add(rid)
+        if r["compression"] not in (None, "c0"):
+            rid = c0_keys.get((r["dataset"], r["content_id"], r["frame_index"]))
+            if rid:
+                c0.add(rid)
+    return pair, c0, missing
+
+
+def _fr_columns(fr: pa.Table, prefix: str) -> pa.Table:
+    """Keep the metric columns of a compute_fullref result, renamed with ``prefix``; drop rows with no ref."""
+    keep = [n for n in fr.column_names if n.startswith("fr_") or n == "ref_sample_id"]
+    t = fr.select(["sample_id"] + keep)
+    t = t.filter(pc.is_valid(t["ref_sample_id"]))
+    return t.rename_columns(["sample_id"] + [prefix + n.removeprefix("fr_") if n.startswith("fr_")
+                                             else f"{prefix}ref_sample_id" for n in keep])
+
+
+def compute_shard(shard_path: str, files: list[str], weights: dict[str, float], fullref: bool,
+                  fullref_frames: int | None) -> tuple[pa.Table, dict[str, int], list[str]]:
+    """Quality table for one crops shard (runs in a worker process)."""
+    import cv2
+
+    from dfkit.quality import compute_quality
+    from dfkit.quality.fullref import compute_fullref
+
+    cv2.setNumThreads(1)
+    shard = pq.read_table(shard_path)
+    q = compute_quality(shard, weights=weights)
+    stats = {"crops": shard.num_rows, "fr": 0, "c0": 0}
+    missing: set[str] = set()
+    if fullref:
+        paths = [Path(f) for f in files]
+        index = _index(paths)
+        pair_ids, c0_ids, missing = _references(shard, index)
+        rows = shard
+        if fullref_frames:  # a subset of frames per video (evenly spread) keeps the demo fast
+            keep = _frame_subset(shard, fullref_frames)
+            rows = shard.take(pa.array(keep))
+        extra = []
+        refs = _read_rows(paths, index, pair_ids)
+        if refs is not None:
+            fake = rows.filter(pc.is_valid(rows["pair_video_id"]))
+            if fake.num_rows:
+                t = _fr_columns(compute_fullref(fake, refs, on="pair"), "fr_")
+                stats["fr"] = t.num_rows
+                extra.append(t)
+        refs = _read_rows(paths, index, c0_ids)
+        if refs is not None:
+            comp = rows.filter(pc.not_equal(rows["compression"], "c0"))
+            if comp.num_rows:
+                t = _fr_columns(compute_fullref(comp, refs, on="content"), "c0_")
+                stats["c0"] = t.num_rows
+                extra.append(t)
+        for t in extra:
+            q = _left_join(q, t)
+    meta = dict(q.schema.metadata or {})
+    meta[META_WEIGHTS] = json.dumps(weights, sort_keys=True).encode()
+    meta[META_PENDING] = json.dumps(sorted(missing)).encode()
+    return q.replace_schema_metadata(meta), stats, sorted(missing)
+
+
+def _frame_subset(shard: pa.Table, n: int) -> list[int]:
+    vids = shard["video_id"].to_pylist()
+    frames = shard["frame_index"].to_pylist()
+    by: dict[str, list[tuple[int, int]]] = {}
+    for i, (v, f) in enumerate(zip(vids, frames)):
+        by.setdefault(v, []).append((f, i))
+    keep = []
+    for items in by.values():
+        items.sort()
+        pos = np.unique(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int))
+        keep += [items[p][1] for p in pos]
+    return sorted(keep)
+
+
+def _left_join(q: pa.Table, t: pa.Table) -> pa.Table:
+    """Add ``t``'s columns to ``q`` by sample_id, keeping q's row order (nulls where t has no row)."""
+    pos = {s: i for i, s in enumerate(t["sample_id"].to_pylist())}
+    take = pa.array([pos.get(s) for s in q["sample_id"].to_pylist()], type=pa.int64())
+    for name in t.column_names[1:]:
+        q = q.append_column(name, t[name].take(take))
+    return q
+
+
+def _stored(path: Path) -> tuple[dict[bytes, bytes], set[str]]:
+    md = pq.read_schema(path).metadata or {}
+    pending = set(json.loads(md.get(META_PENDING, b"[]")))
+    return md, pending
+
+
+def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, workers: int | None = None,
+                fullref: bool = True, fullref_frames: int | None = None, recompute: bool = False,
+                progress: bool = True, log: Callable[[str], None] = print) -> QualitySummary:
+    from tqdm import tqdm
+
+    from dfkit.quality import QUALITY_VERSION, recompose, resolve_weights
+
+    root = Path(corpus).expanduser()
+    w = resolve_weights(weights)
+    workers = max(1, workers or os.cpu_count() or 1)
+    s = QualitySummary()
+    t0 = time.perf_counter()
+    with CorpusLock(root, "quality"):
+        (root / "quality").mkdir(exist_ok=True)
+        for p in (root / "quality").glob(".tmp-*"):
+            p.unlink()
+        crops = committed_shards(root, "crops")
+        files = [str(c.path) for c in crops]
+        done = {q.key: q.path for q in list_shards(root, "quality")}
+        for key in set(done) - {c.key for c in crops}:  # quality of crops that are gone
+            done.pop(key).unlink()
+        present: set[str] | None = None
+        todo, recomp = [], []
+        for c in crops:
+            qp = done.get(c.key)
+            if qp is None or recompute:
+                todo.append(c)
+                continue
+            md, pending = _stored(qp)
+            if int(md.get(META_VERSION, b"0")) != QUALITY_VERSION:
+                todo.append(c)
+                continue
+            if fullref and pending:
+                if present is None:
+                    present = set(_index([Path(f) for f in files])["sample_id"].to_pylist())
+                if pending & present:
+                    todo.append(c)
+                    continue
+            if json.loads(md.get(META_WEIGHTS, b"{}")) != w:
+                recomp.append((c, qp))
+        s.shards_total = len(crops)
+        for c, qp in recomp:  # new weights: redo the composite only
+            t = pq.read_table(qp)
+            new = recompose(t, w)
+            md = dict(t.schema.metadata or {})
+            md[META_WEIGHTS] = json.dumps(w, sort_keys=True).encode()
+            atomic_write_table(new.replace_schema_metadata(md), qp, compression="zstd")
+            s.shards_recomposed += 1
+        if recomp:
+            log(f"re-weighted {len(recomp)} quality shards (composite only, no pixels read)")
+        if not todo:
+            s.seconds = time.perf_counter() - t0
+            return s
+        n_rows = sum(pq.read_metadata(c.path).num_rows for c in todo)
+        bar = tqdm(total=n_rows, unit="crop", desc="quality", disable=not progress, dynamic_ncols=True)
+
+        def commit(c, res) -> None:
+            table, stats, _ = res
+            atomic_write_table(table, root / "quality" / c.path.name, compression="zstd")
+            s.shards_computed += 1
+            s.crops += stats["crops"]
+            s.fullref_pairs += stats["fr"]
+            s.c0_pairs += stats["c0"]
+            bar.update(stats["crops"])
+
+        try:
+            if workers == 1 or len(todo) == 1:
+                for c in todo:
+                    commit(c, compute_shard(str(c.path), files, w, fullref, fullref_frames))
+            else:
+                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+                    futs = {ex.submit(compute_shard, str(c.path), files, w, fullref, fullref_frames): c
+                            for c in todo}
+                    for f in as_completed(futs):
+                        c = futs[f]
+                        try:
+                            commit(c, f.result())
+                        except Exception as e:  # noqa: BLE001 - one bad shard must not lose the others
+                            s.errors.append(f"{c.path.name}: {type(e).__name__}: {e}")
+        finally:
+            bar.close()
+    s.seconds = time.perf_counter() - t0
+    return s

@@ -1,0 +1,194 @@
+"""Real face crops for tests, benchmarks and calibration, cut exactly as the corpus cuts them.
+
+Sources: frames of the real clips under ``../shared/realdata`` (decoded with PyAV), or ``skimage.data.astronaut()``
+when that folder is absent. Faces are found with the ingest detector (mediapipe BlazeFace, bundled with the wheel:
+nothing is downloaded) and cut with ``dfkit.ingest.faces.square_crop_box`` / ``crop_square``; rows carry the same
+columns as corpus crop rows (bbox, det_score, landmarks, crop_box, crop bytes, video facts).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+REALDATA_CANDIDATES = (
+    os.environ.get("DFKIT_REALDATA", ""),
+    str(Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"),
+    "/work/shared/realdata",
+)
+
+
+def realdata_root() -> Path | None:
+    """The shared real-data folder (``$DFKIT_REALDATA``, ``../shared/realdata``), or None when it is absent or
+    ``DFKIT_REALDATA=none``."""
+    if os.environ.get("DFKIT_REALDATA", "").lower() == "none":
+        return None
+    for c in REALDATA_CANDIDATES:
+        if c and Path(c).is_dir():
+            return Path(c).resolve()
+    return None
+
+
+def ffpp_videos(root: Path | None = None) -> list[Path]:
+    root = root or realdata_root()
+    if root is None:
+        return []
+    return sorted(Path(p) for p in glob.glob(str(root / "ffpp_icpr2020dfdc" / "**" / "*.mp4"), recursive=True))
+
+
+_DETECTOR = None
+
+
+def _detector():
+    global _DETECTOR
+    if _DETECTOR is None:
+        from dfkit.ingest.faces import FaceDetector
+
+        _DETECTOR = FaceDetector()
+    return _DETECTOR
+
+
+def frame_row(rgb: np.ndarray, facts: dict | None = None, crop_size: int = 256, margin: float = 1.3,
+              encoding: str = "png", box=None) -> dict | None:
+    """A corpus-like crop row for the dominant (largest) face of one RGB frame, or None without a face.
+
+    ``box`` forces the crop box (a paired crop: the same region of another frame)."""
+    from dfkit.ingest.faces import crop_square, encode_crop, square_crop_box
+
+    facts = dict(facts or {})
+    h, w = rgb.shape[:2]
+    dets = _detector().detect(rgb)
+    d = max(dets, key=lambda d: d.area) if dets else None
+    if box is None:
+        if d is None:
+            return None
+        box = square_crop_box(d.box, margin)
+    img = crop_square(rgb, np.asarray(box, dtype=np.float32), crop_size)
+    data, fmt = encode_crop(img, encoding)
+    row = {
+        "sample_id": facts.pop("sample_id", "sample"), "dataset": "sample", "video_id": "sample",
+        "content_id": "sample", "label": "real", "method": "original", "method_canonical": "original",
+        "split": None, "compression": None, "pair_video_id": None, "frame_index": 0,
+        "width": w, "height": h, "fps": 25.0, "bitrate": None, "codec": None,
+        "bbox": None if d is None else [float(v) for v in d.box],
+        "det_score": None if d is None else float(d.score),
+        "box_source": "detected" if d is not None else "paired",
+        "landmarks": None if d is None or d.keypoints is None else [float(v) for v in d.keypoints.ravel()],
+        "crop_box": [float(v) for v in box], "crop": data, "crop_format": fmt, "crop_size": crop_size,
+    }
+    row.update(facts)
+    return row
+
+
+def astronaut_rows(crop_size: int = 256) -> list[dict]:
+    """One crop row of the astronaut's face (skimage.data.astronaut(), 512x512)."""
+    import skimage.data
+
+    row = frame_row(skimage.data.astronaut(), {"sample_id": "astronaut/000000", "video_id": "astronaut",
+                                               "dataset": "skimage"}, crop_size=crop_size)
+    return [row] if row else []
+
+
+def video_frames(path: Path, n: int = 4, stride: int | None = None) -> Iterator[tuple[int, np.ndarray, dict]]:
+    """``n`` frames of a video spread over its length (or every ``stride``-th frame): ``(index, rgb, facts)``."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        total = int(s.frames or 0) or 300
+        fps = float(s.average_rate or 25)
+        facts = {"width": s.codec_context.width, "height": s.codec_context.height, "fps": fps,
+                 "bitrate": int(s.bit_rate or c.bit_rate or 0) or None, "codec": s.codec_context.name}
+        if stride:
+            want = set(range(0, total, stride)[:n])
+        else:
+            want = {int(round(x)) for x in np.linspace(0, total - 1, n)} if n > 1 else {0}
+        last = max(want)
+        for i, fr in enumerate(c.decode(s)):
+            if i in want:
+                yield i, fr.to_ndarray(format="rgb24"), facts
+            if i >= last:
+                break
+
+
+def ffpp_meta(path: Path) -> dict:
+    """Corpus-like labels of an FF++ clip from its path."""
+    parts = path.parts
+    comp = parts[-3]
+    if "original_sequences" in parts:
+        vid = f"original/{comp}/{path.stem}"
+        return {"dataset": "ffpp", "video_id": vid, "content_id": f"original/{path.stem}", "label": "real",
+                "method": "original", "method_canonical": "original", "compression": comp, "pair_video_id": None}
+    method = parts[-4]
+    target = path.stem.split("_")[0]
+    return {"dataset": "ffpp", "video_id": f"{method}/{comp}/{path.stem}", "content_id": f"{method}/{path.stem}",
+            "label": "fake", "method": method, "method_canonical": method, "compression": comp,
+            "pair_video_id": f"original/{comp}/{target}"}
+
+
+def realdata_rows(n_per_video: int = 4, max_videos: int | None = None, crop_size: int = 256,
+                  stride: int | None = None) -> list[dict]:
+    """Crop rows from the FF++ clips of the shared real data (empty when the folder is absent)."""
+    rows = []
+    for p in ffpp_videos()[:max_videos]:
+        meta = ffpp_meta(p)
+        for fi, rgb, facts in video_frames(p, n_per_video, stride):
+            r = frame_row(rgb, {**facts, **meta, "frame_index": fi,
+                                "sample_id": f"{meta['dataset']}/{meta['video_id']}/{fi:06d}"}, crop_size=crop_size)
+            if r is not None:
+                rows.append(r)
+    return rows
+
+
+def sample_rows(n: int = 64, crop_size: int = 256) -> list[dict]:
+    """About ``n`` real crop rows: FF++ frames when the shared real data is present, else the astronaut."""
+    vids = ffpp_videos()
+    if vids:
+        per = max(1, -(-n // len(vids)))
+        return realdata_rows(per, crop_size=crop_size)[:n]
+    rows = astronaut_rows(crop_size)
+    return (rows * n)[:n]
+
+
+def rows_to_table(rows: list[dict]):
+    """Rows (dicts) -> a pyarrow Table with the corpus crop schema's types where the columns exist."""
+    import pyarrow as pa
+
+    from dfkit.corpus.schema import CROPS_SCHEMA
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    fields = [CROPS_SCHEMA.field(n) if n in CROPS_SCHEMA.names else None for n in names]
+    cols = {}
+    for n, f in zip(names, fields):
+        vals = [r.get(n) for r in rows]
+        cols[n] = pa.array(vals, type=f.type) if f is not None else pa.array(vals)
+    return pa.table(cols)
+
+
+def paired_rows(n_per_pair: int = 3, crop_size: int = 256) -> tuple[list[dict], list[dict]]:
+    """``(fake_rows, original_rows)`` from the FF++ clips whose original is present: the same frames of fake and
+    original, both cut with the original's crop box (as the ingest cuts paired fakes). Empty without real data."""
+    vids = ffpp_videos()
+    by_id = {ffpp_meta(p)["video_id"]: p for p in vids}
+    fakes, refs = [], []
+    for p in vids:
+        meta = ffpp_meta(p)
+        orig = by_id.get(meta["pair_video_id"] or "")
+        if meta["label"] != "fake" or orig is None:
+            continue
+        ometa = ffpp_meta(orig)
+        for (fi, frgb, ffacts), (_, orgb, ofacts) in zip(video_frames(p, n_per_pair), video_frames(orig, n_per_pair)):
+            o = frame_row(orgb, {**ofacts, **ometa, "frame_index": fi,
+                                 "sample_id": f"ffpp/{ometa['video_id']}/{fi:06d}"}, crop_size=crop_size)
+            if o is None:
+                continue
+            f = frame_row(frgb, {**ffacts, **meta, "frame_index": fi, "sample_id": f"ffpp/{meta['video_id']}/{fi:06d}"},
+                          crop_size=crop_size, box=o["crop_box"])
+            f["box_source"] = "paired"
+            fakes.append(f)
+            refs.append(o)
+    return fakes, refs
