@@ -160,6 +160,72 @@ def demo(
     run_demo(out, workers=workers, quick=quick, echo=typer.echo)
 
 
+@app.command()
+def quality(
+    corpus: Optional[Path] = CorpusOpt,
+    weights: Optional[str] = typer.Option(None, help="Composite weights: 'sharpness=2,noise=1' or a YAML/JSON "
+                                          "file (unnamed metrics keep their defaults; see README)."),
+    workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes (parallel over shards)."),
+    fullref: bool = typer.Option(True, "--fullref/--no-fullref", help="Full-reference metrics of fakes against "
+                                 "their paired originals, and of compressed crops against c0."),
+    fullref_frames: Optional[int] = typer.Option(None, help="Full-reference on at most N frames per video "
+                                                 "(default: all)."),
+    recompute: bool = typer.Option(False, "--recompute", help="Recompute every shard, not only new ones."),
+    explain_: bool = typer.Option(False, "--explain", help="Print what a quality threshold means under these "
+                                  "weights, and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Measure every crop that lacks quality metrics (resumable, parallel): sharpness, noise, blockiness,
+    exposure, contrast, face size, detection score, pose, cut-off, jitter, video bitrate/resolution/codec/
+    compression, the composite `quality` in [0,1] and full-reference change for fakes. New --weights only redo
+    the composite."""
+    from dfkit.quality import explain, resolve_weights
+    from dfkit.quality.run import run_quality
+
+    w = resolve_weights(weights)
+    if explain_:
+        typer.echo(explain(0.7, w))
+        return
+    root = _corpus_path(corpus)
+    import dfkit.corpus
+
+    dfkit.corpus.open(root)  # a clear error when there is no corpus
+    s = run_quality(root, w, workers=workers, fullref=fullref, fullref_frames=fullref_frames,
+                    recompute=recompute, progress=not quiet, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"quality: {s.shards_computed} of {s.shards_total} shards computed ({s.crops} crops, "
+               f"{s.fullref_pairs} fake/original pairs, {s.c0_pairs} crops vs c0), {s.shards_recomposed} "
+               f"re-weighted, {s.seconds:.1f} s")
+    for e in s.errors:
+        typer.echo(f"  failed: {e}", err=True)
+    if s.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    corpus: Optional[Path] = CorpusOpt,
+    out: Path = typer.Option(Path("dfkit-audit"), help="Folder for index.html and its PNG plots."),
+    leaks: bool = typer.Option(True, "--leaks/--no-leaks", help="Include the split-leak table and "
+                               "near-duplicate crops across splits."),
+    thumbs: int = typer.Option(24, help="Worst and best crops to show."),
+) -> None:
+    """An HTML report (self-contained, opens offline) of the corpus's data quality: distributions per
+    dataset x method x split, quality vs compression, full-reference change per method, worst and best crops,
+    near-duplicates and split leaks."""
+    import dfkit.corpus
+    from dfkit.quality.audit import build_report
+    from dfkit.splits import audit as leak_audit
+    from dfkit.splits import crop_hashes
+
+    c = dfkit.corpus.open(_corpus_path(corpus))
+    rep = None
+    if leaks:
+        v = c.videos()
+        rep = leak_audit(v[v["status"].isin(["ok", "partial"])], crop_hashes(c))
+    path = build_report(c, out, rep, n_thumbs=thumbs)
+    typer.echo(f"audit report: {path}")
+
+
 splits_app = typer.Typer(help="Split leaks (identities, source videos, near-duplicate crops across "
                           "train/val/test) and identity-disjoint re-splits.", no_args_is_help=True)
 app.add_typer(splits_app, name="splits")
@@ -226,6 +292,9 @@ def splits_resplit(
     counts = videos.assign(s=[assign[(d, v)] for d, v in zip(videos["dataset"], videos["video_id"])])
     typer.echo(counts.groupby(["dataset", "s"]).size().unstack(fill_value=0).to_string())
     typer.echo(f"written: {path}; use it with --split {name} (train) or `dfkit splits audit --scheme {name}`")
+
+
+from dfkit.browse import register as _register_browse; _register_browse(app)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -138,8 +138,9 @@ class Corpus:
         files = self.quality_files()
         if not files:
             return None
-        df = pq.ParquetDataset(files).read().to_pandas()
-        return df.drop_duplicates("sample_id", keep="last")
+        # shards differ in their optional columns (full-reference ones exist only where references did)
+        t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        return t.to_pandas().drop_duplicates("sample_id", keep="last")
 
     # -- crops metadata ---------------------------------------------------------------------------------------
     def metadata(self, columns: Sequence[str] | None = None) -> pd.DataFrame:

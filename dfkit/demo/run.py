@@ -37,7 +37,7 @@ class DemoConfig:
 
     @property
     def identities(self) -> int:
-        return 4 if self.quick else 6
+        return 6
 
     @property
     def n_frames(self) -> int:
