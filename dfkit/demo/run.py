@@ -4,7 +4,8 @@ Steps (each is skipped when its output already exists, so a rerun is quick and a
 
 1. build a small dataset in the FF++ layout (:mod:`dfkit.demo.synth`) at two compression levels
 2. ingest both levels into one corpus with the ``demo`` adapter, and print ``dfkit info``
-3. further steps (quality, audit, training, evaluation) are appended as they land: see :data:`STEPS`
+3. measure quality (``dfkit quality``) and write the audit report (``dfkit audit``)
+4. further steps (training, evaluation) are appended as they land: see :data:`STEPS`
 """
 
 from __future__ import annotations
@@ -79,7 +80,29 @@ def step_ingest(cfg: DemoConfig, echo: Echo) -> None:
     echo(corpus_info_text(cfg.corpus))
 
 
-STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest]
+def step_quality(cfg: DemoConfig, echo: Echo) -> None:
+    from dfkit.quality.run import run_quality
+
+    echo(f"[3] dfkit quality --corpus {cfg.corpus}")
+    s = run_quality(cfg.corpus, workers=cfg.workers, fullref_frames=4 if cfg.quick else 8,
+                    log=lambda m: echo("    " + m))
+    echo(f"    {s.crops} crops measured, {s.fullref_pairs} fake/original pairs compared, {s.seconds:.1f} s")
+
+
+def step_audit(cfg: DemoConfig, echo: Echo) -> None:
+    import dfkit.corpus
+    from dfkit.quality.audit import build_report
+    from dfkit.splits import audit, crop_hashes, format_audit
+
+    echo(f"[4] dfkit audit --corpus {cfg.corpus} --out {cfg.out / 'audit'}")
+    c = dfkit.corpus.open(cfg.corpus)
+    v = c.videos()
+    leaks = audit(v[v["status"].isin(["ok", "partial"])], crop_hashes(c, progress=False))
+    echo("    " + format_audit(leaks).replace("\n", "\n    "))
+    echo(f"    audit report: {build_report(c, cfg.out / 'audit', leaks)}")
+
+
+STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest, step_quality, step_audit]
 
 
 def run_demo(out: Path, workers: int = 2, quick: bool = False, echo: Echo = print) -> DemoConfig:

@@ -345,6 +345,21 @@ def _checkerboard(frame, mask, t, factor: int = 3):
 # --------------------------------------------------------------------------------------------------- video I/O
 
 
+def _capture(frames: list[np.ndarray], tid: str, seed: int) -> list[np.ndarray]:
+    """Poor capture conditions for one target video (its original and all its fakes alike, with the same noise,
+    so pairs stay pixel-aligned outside the face): defocus blur ramping up over the clip, under-exposure and
+    sensor noise. This spreads the demo's quality scores, so filtering by quality has something to filter."""
+    n = len(frames)
+    out = []
+    for t, f in enumerate(frames):
+        rng = np.random.default_rng([seed, int(tid), t, 7])
+        sigma = 0.4 + 2.6 * t / max(n - 1, 1)
+        g = cv2.GaussianBlur(f, (0, 0), sigma).astype(np.float32) * 0.55
+        g += rng.normal(0, 5.0, g.shape).astype(np.float32)
+        out.append(np.clip(g, 0, 255).astype(np.uint8))
+    return out
+
+
 def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = FPS) -> None:
     """Encode RGB uint8 frames as H.264 (libx264, yuv420p) with PyAV."""
     import av
@@ -367,7 +382,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = F
 
 def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
                       frame_size: tuple[int, int] = (320, 256), compressions=("c23", "c40"), seed: int = 0,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, degrade: bool = True) -> dict[str, Any]:
     """Write the synthetic demo dataset under ``root`` in FF++ layout and return a summary.
 
     ``frame_size`` is (width, height), both even. ``compressions`` are names from :data:`CRF`. For every chosen
@@ -441,6 +456,8 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
             boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
         face_boxes[tid] = boxes
 
+    # the second identity of every pair is filmed badly (see _capture): each split has clean and poor videos
+    degraded = {b for split in _SPLITS for _, b in pairs[split]}
     videos: list[dict[str, Any]] = []
     files: list[str] = []
     for method, tid, sid in jobs:
@@ -465,6 +482,8 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
                 frames = [_texture_render(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
             else:
                 frames = [_checkerboard(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
+        if degrade and tid in degraded:
+            frames = _capture(frames, tid, seed)
         for c in compressions:
             rel = f"{rel_dir.format(c=c)}/{name}"
             write_video(root / rel, frames, CRF[c])
@@ -494,5 +513,6 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
         "frame_size": [w, h],
         "fps": FPS,
         "seed": seed,
+        "degraded": sorted(degraded) if degrade else [],
         "seconds": seconds,
     }
