@@ -65,6 +65,9 @@ def test_names_labels_pairs_and_splits(tmp_path):
     assert recs["NeuralTextures/c23/004_982"].split == "val"
     o = recs["original/c23/519"]
     assert (o.label, o.method, o.pair_video_id) == ("real", "original", None)
+    # masks are not samples, but a fake's mask video is discoverable
+    assert r.extra["mask_path"] == "manipulated_sequences/Deepfakes/masks/videos/519_515.mp4"
+    assert "mask_path" not in recs["Deepfakes/c23/515_519"].extra
     fsh = recs["FaceShifter/c23/519_515"]
     assert fsh.method == "FaceShifter" and fsh.split == "train"
 

@@ -40,3 +40,4 @@ def test_ingest_real_ffpp_clips(tmp_path):
     assert v.loc["Deepfakes/c23/519_515", "split"] == "train"
     assert v.loc["NeuralTextures/c23/004_982", "split"] == "val"
     assert v.loc["FaceSwap/c23/634_660", "split"] == "test"
+    assert '"source_group_id"' in v.loc["Deepfakes/c23/519_515", "extra"]  # adapter facts kept as JSON

@@ -85,6 +85,7 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("frame_indices", pa.list_(pa.int32())),  # the sampled frame indices
         pa.field("seconds", pa.float32()),
         pa.field("ingested_at", pa.string()),
+        pa.field("extra", pa.string()),  # the adapter's extra facts as JSON (scene, mask_path, list label, ...)
     ]
 )
 

@@ -17,6 +17,7 @@ processes, and commits results through :class:`~dfkit.corpus.writer.CorpusWriter
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -91,7 +92,8 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
     labels = _label_columns(rec)
     vrow: dict[str, Any] = {**labels, "status": "ok", "stage": None, "reason": None, "n_sampled": 0,
                             "n_decoded": 0, "n_crops": 0, "n_no_face": 0, "frame_indices": [],
-                            "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                            "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "extra": json.dumps(rec.extra, sort_keys=True, default=str) if rec.extra else None}
 
     def finish(status: str | None = None, stage: str | None = None, reason: str | None = None,
                crops: list[dict[str, Any]] | None = None) -> VideoResult:

@@ -162,6 +162,8 @@ class FFPPAdapter(Adapter):
         rel = p.relative_to(self.root).as_posix()
         base = dict(dataset=self.name, video_id=f"{method}/{c}/{stem}", content_id=f"{method}/{stem}",
                     path=p, rel_path=rel, label="fake", method=method, compression=c)
+        mask = p.parents[2] / "masks" / "videos" / p.name  # <Method>/masks/videos/<name>: not ingested, recorded
+        extra = {"mask_path": mask.relative_to(self.root).as_posix()} if mask.is_file() else {}
         m = _FAKE_RE.match(stem)
         if m:
             t, s = m.group("t"), m.group("s")
@@ -172,13 +174,13 @@ class FFPPAdapter(Adapter):
                 **base, split=split, target_video_id=t, source_video_id=s,
                 pair_video_id=f"original/{c}/{t}",
                 identity_ids=[f"{self.name}:{t}", f"{self.name}:{s}"], group_id=yt.get(t, t),
-                extra={"source_group_id": yt.get(s, s)})
+                extra={"source_group_id": yt.get(s, s), **extra})
         m = _DFD_FAKE_RE.match(stem)
         if m:
             t, s = m.group("t"), m.group("s")
             return VideoRecord(
                 **base, split=None, target_video_id=t, source_video_id=s,
                 identity_ids=[f"dfd_actor:{t}", f"dfd_actor:{s}"], group_id=f"dfd_actor:{t}",
-                extra={"scene": m.group("scene"), "experiment_id": m.group("exp")})
+                extra={"scene": m.group("scene"), "experiment_id": m.group("exp"), **extra})
         # A name that follows neither convention: keep it, unlabelled split, no pairing.
-        return VideoRecord(**base, split=None, extra={"unparsed_name": True})
+        return VideoRecord(**base, split=None, extra={"unparsed_name": True, **extra})
