@@ -25,7 +25,6 @@ import json
 import math
 from typing import Sequence
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
@@ -38,13 +37,15 @@ KEY_COLUMNS = ("sample_id", "dataset", "video_id")
 
 
 def decode_crop(data: bytes | None) -> np.ndarray | None:
-    """Encoded crop bytes (PNG/WebP/JPEG) -> RGB uint8, or None when undecodable."""
+    """Encoded crop bytes (PNG/WebP/JPEG) -> RGB uint8, or None when undecodable (the metric is then NaN)."""
+    from dfkit.ingest.faces import decode_crop as decode
+
     if not data:
         return None
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
+    try:
+        return decode(data)
+    except ValueError:
         return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def quality_schema(metrics: Sequence[Metric] | None = None) -> pa.Schema:
