@@ -70,7 +70,10 @@ def ingest(
 
     import numpy as np
 
-    encode_crop(np.zeros((8, 8, 3), np.uint8), encoding)  # reject a bad --encoding before any work
+    try:
+        encode_crop(np.zeros((8, 8, 3), np.uint8), encoding)  # reject a bad --encoding before any work
+    except ValueError as e:
+        raise DfkitError(f"--encoding: {e}") from None
     root_path = resolve_root(dataset, root)
     options = _parse_opts(opt)
     if compression is not None:
