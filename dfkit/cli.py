@@ -56,6 +56,9 @@ def ingest(
                                       "had no face in an earlier run again."),
     opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (see `dfkit datasets`); "
                                   "repeatable."),
+    scheduler: Optional[str] = typer.Option(None, help="Run on a Dask cluster: a scheduler address "
+                                            "(tcp://host:8786; ROOT must be readable on every worker) or "
+                                            "'local' (a LocalCluster of --workers processes on 127.0.0.1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Read a dataset as downloaded, sample frames, find the face, write crops + labels into the corpus.
@@ -84,7 +87,7 @@ def ingest(
     params = IngestParams(frames=frames, size=size, margin=margin, encoding=encoding,
                           min_confidence=min_confidence)
     s = run_ingest(adapter, out, params, workers=workers, limit=limit, retry_failed=retry_failed,
-                   progress=not quiet, log=lambda m: typer.echo(m, err=True))
+                   progress=not quiet, log=lambda m: typer.echo(m, err=True), scheduler=scheduler)
     _print_summary(s, out)
     if s.interrupted:
         typer.echo("interrupted: every finished video is committed; rerun the same command to resume", err=True)
@@ -295,6 +298,8 @@ def splits_resplit(
     counts = videos.assign(s=[assign[(d, v)] for d, v in zip(videos["dataset"], videos["video_id"])])
     typer.echo(counts.groupby(["dataset", "s"]).size().unstack(fill_value=0).to_string())
     typer.echo(f"written: {path}; use it with --split {name} (train) or `dfkit splits audit --scheme {name}`")
+
+
 
 
 

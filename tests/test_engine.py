@@ -202,3 +202,19 @@ def test_skipping_decode_on_real_ffpp_clips():
         b = list(video.read_frames(p, idx))
         assert [x[0] for x in b] == idx
         assert all(np.array_equal(x[2], y[2]) for x, y in zip(a, b)), p.name
+
+
+def test_dask_local_cluster_gives_the_same_corpus(tmp_path, face_video):
+    """Scale-out path: the same videos through a Dask LocalCluster on 127.0.0.1 give the same rows."""
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    recs = [rec(face_video, "a"), rec(face_video, "b", label="fake", pair_video_id="a"), rec(bad)]
+    local = run_ingest(ListAdapter(recs), tmp_path / "c1", P, workers=1, progress=False, log=lambda m: None)
+    dask = run_ingest(ListAdapter(recs), tmp_path / "c2", P, workers=2, progress=False, log=lambda m: None,
+                      scheduler="local")
+    assert local.status == dask.status == {"ok": 2, "failed": 1}
+    m1 = dfkit.corpus.open(tmp_path / "c1").metadata().set_index("sample_id").sort_index()
+    m2 = dfkit.corpus.open(tmp_path / "c2").metadata().set_index("sample_id").sort_index()
+    assert list(m1.index) == list(m2.index)
+    assert (m2.loc[m2["video_id"] == "b", "box_source"] == "paired").all()
+    assert [list(b) for b in m1["crop_box"]] == [list(b) for b in m2["crop_box"]]

@@ -276,8 +276,11 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
 
 def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, workers: int | None = None,
                limit: int | None = None, retry_failed: bool = False, progress: bool = True,
-               log: Callable[[str], None] = print) -> IngestSummary:
-    """Ingest one dataset into a corpus (resumable: videos already committed are skipped)."""
+               log: Callable[[str], None] = print, scheduler: str | None = None) -> IngestSummary:
+    """Ingest one dataset into a corpus (resumable: videos already committed are skipped).
+
+    Videos run in ``workers`` local processes, or on a Dask cluster when ``scheduler`` is given (an address, or
+    ``local``); either way this process alone writes the corpus."""
     from tqdm import tqdm
 
     from dfkit.corpus.writer import CorpusWriter, done_videos
@@ -321,7 +324,9 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             return [VideoTask(f, boxes, (v.get("width"), v.get("height"))) for f in fakes]
 
         try:
-            if workers == 1:
+            if scheduler:
+                _run_dask(ready, params, workers, on_result, scheduler)
+            elif workers == 1:
                 queue = list(ready)
                 while queue:
                     task = queue.pop(0)
@@ -341,8 +346,42 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     return summary
 
 
-def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int,
-              on_result: Callable[[VideoTask, VideoResult], list[VideoTask]]) -> None:
+def _failed(task: VideoTask, stage: str, reason: str) -> VideoResult:
+    """The result of a task that produced nothing (its worker died, or the cluster gave up on it)."""
+    row = {**_label_columns(task.record), "status": "failed", "stage": stage, "reason": reason, "n_sampled": 0,
+           "n_decoded": 0, "n_crops": 0, "n_no_face": 0, "frame_indices": [],
+           "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0}
+    return VideoResult(row)
+
+
+OnResult = Callable[[VideoTask, VideoResult], list[VideoTask]]
+
+
+def _drive(submit: Callable[[VideoTask], Future], queue: list[VideoTask], on_result: OnResult, window: int,
+           inflight: dict[Future, VideoTask],
+           on_error: Callable[[VideoTask, BaseException], VideoResult] | None = None) -> None:
+    """Keep ``window`` tasks in flight; hand each result to ``on_result`` and queue the tasks it releases
+    (fakes waiting for their original). ``inflight`` is the caller's, so it can see what was running when an
+    executor broke."""
+    while queue or inflight:
+        while queue and len(inflight) < window:
+            t = queue.pop(0)
+            inflight[submit(t)] = t
+        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        for fut in done:
+            try:
+                res = fut.result()
+            except BrokenProcessPool:
+                raise  # the task stays in `inflight` for the caller's retry
+            except Exception as e:  # noqa: BLE001
+                if on_error is None:
+                    raise
+                res = on_error(inflight[fut], e)
+            task = inflight.pop(fut)
+            queue.extend(on_result(task, res))
+
+
+def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int, on_result: OnResult) -> None:
     """Run tasks in worker processes; follow-up tasks (waiting fakes) are submitted as originals finish.
     A crashed worker (e.g. a decoder segfault) breaks the pool: the pool is rebuilt and the tasks that were in
     flight are retried once; a task in flight during a second crash is recorded as failed."""
@@ -354,26 +393,14 @@ def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int,
                                    initargs=(params,))
         inflight: dict[Future, VideoTask] = {}
         try:
-            while queue or inflight:
-                while queue and len(inflight) < workers * 2:
-                    t = queue.pop(0)
-                    inflight[pool.submit(_worker, t, params)] = t
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    res = fut.result()  # BrokenProcessPool leaves the task in `inflight` for the retry below
-                    task = inflight.pop(fut)
-                    queue.extend(on_result(task, res))
+            _drive(lambda t: pool.submit(_worker, t, params), queue, on_result, workers * 2, inflight)
         except BrokenProcessPool:
             for task in inflight.values():
                 vid = task.record.video_id
                 attempts[vid] = attempts.get(vid, 0) + 1
                 if attempts[vid] >= 2:
-                    rec = task.record
-                    row = {**_label_columns(rec), "status": "failed", "stage": "worker",
-                           "reason": "the worker process crashed while processing this video (twice)",
-                           "n_sampled": 0, "n_decoded": 0, "n_crops": 0, "n_no_face": 0, "frame_indices": [],
-                           "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0}
-                    queue.extend(on_result(task, VideoResult(row)))
+                    res = _failed(task, "worker", "the worker process crashed while processing this video (twice)")
+                    queue.extend(on_result(task, res))
                 else:
                     queue.insert(0, task)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -384,3 +411,33 @@ def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int,
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+
+def _run_dask(ready: list[VideoTask], params: IngestParams, workers: int, on_result: OnResult,
+              scheduler: str) -> None:
+    """Run tasks on a Dask cluster: ``scheduler`` is a scheduler address (``tcp://host:8786``; the dataset root
+    must be readable at the same path on every worker) or ``local`` for a LocalCluster of ``workers`` processes
+    on 127.0.0.1. Dask retries a task whose worker died; when it gives up, the video is recorded as failed."""
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as e:
+            from dfkit.errors import DfkitError
+
+            raise DfkitError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    try:
+        ex = client.get_executor(pure=False)
+        slots = sum(client.nthreads().values()) or workers
+        _drive(lambda t: ex.submit(process_video, t, params), list(ready), on_result, slots * 2, {},
+               on_error=lambda t, e: _failed(t, "worker", f"the Dask cluster gave up: {type(e).__name__}: {e}"))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
