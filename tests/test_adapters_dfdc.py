@@ -91,9 +91,19 @@ def test_dfdc_layout_errors(tmp_path):
     touch(root, "dfdc_train_part_3/x.mp4")
     with pytest.raises(LayoutError, match=r"dfdc_train_part_3/ has no metadata.json"):
         list(create_adapter("dfdc", root).videos())
-    (root / "dfdc_train_part_3" / "metadata.json").write_text(json.dumps({"x.mp4": {"label": "MAYBE"}}))
-    with pytest.raises(LayoutError, match="expected 'REAL' or 'FAKE'"):
-        list(create_adapter("dfdc", root).videos())
+    # an unusable entry is a problem record (the corpus errors table), never fatal for the rest
+    touch(root, "dfdc_train_part_3/y.mp4")
+    (root / "dfdc_train_part_3" / "metadata.json").write_text(
+        json.dumps({"x.mp4": {"label": "MAYBE"}, "y.mp4": {"label": "REAL"}}))
+    recs = {r.video_id: r for r in create_adapter("dfdc", root).videos()}
+    assert "expected 'REAL' or 'FAKE'" in recs["train/x"].problem and recs["train/x"].label == "unknown"
+    assert recs["train/y"].problem is None and recs["train/y"].label == "real"
+    # a part whose metadata.json is broken is one problem record; the other parts go on
+    touch(root, "dfdc_train_part_4/z.mp4")
+    (root / "dfdc_train_part_4" / "metadata.json").write_text("{not json")
+    recs = {r.video_id: r for r in create_adapter("dfdc", root).videos()}
+    assert "is not readable JSON" in recs["dfdc_train_part_4/metadata.json"].problem
+    assert recs["train/y"].label == "real"
     r2 = tmp_path / "y"
     touch(r2, "test/a.mp4")
     (r2 / "test" / "labels.csv").write_text("name,is_fake\na.mp4,1\n")

@@ -171,6 +171,7 @@ def test_bad_files_never_take_good_data_down(tmp_path, face_video):
     recs = [rec(p) for p in bad.values()] + [rec(face_video, "good")]
     recs.append(VideoRecord(dataset="t", video_id="listed", path=tmp_path / "nope.mp4", rel_path="nope.mp4",
                             label="fake", method="M", missing=True))
+    recs.append(ListAdapter([]).problem_record("meta:3", tmp_path / "meta.json", "meta.json:3: label 'MAYBE'"))
     s = run_ingest(ListAdapter(recs), tmp_path / "corpus", P, workers=2, progress=False, log=lambda m: None)
     assert s.processed == len(recs)
     c = dfkit.corpus.open(tmp_path / "corpus")
@@ -178,6 +179,7 @@ def test_bad_files_never_take_good_data_down(tmp_path, face_video):
     err = c.errors().set_index("video_id")
     assert len(err) == len(recs) - 1
     assert err.loc["listed", "status"] == "missing"
+    assert (err.loc["meta:3", "stage"], err.loc["meta:3", "reason"]) == ("list", "t: meta.json:3: label 'MAYBE'")
     assert err.loc["noface", "status"] == "no_face"
     assert err.loc["empty", "reason"] == "empty file (0 bytes)"
     assert (err["reason"].str.len() > 0).all()

@@ -47,10 +47,15 @@ class VideoRecord:
     perturbation: str | None = None
     kind: str = "video"  # "video" | "image" | "frames" (a folder of frames)
     missing: bool = False  # listed by the dataset's metadata but absent on disk
+    #: the dataset's metadata entry for this file is unusable (why, naming file and line); the engine records it
+    #: as failed at stage "list" and the rest of the dataset goes on
+    problem: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.label not in LABELS:
+        if self.problem is not None and self.label not in LABELS:
+            self.label = "unknown"
+        elif self.label not in LABELS:
             raise ValueError(f"{self.rel_path}: label must be one of {LABELS}, got {self.label!r}")
         if self.split is not None and self.split not in SPLITS:
             raise ValueError(f"{self.rel_path}: split must be one of {SPLITS} or None, got {self.split!r}")
@@ -89,6 +94,15 @@ class Adapter:
             raise DfkitError(f"{self.name}: dataset root {self.root} does not exist")
         if not self.root.is_dir():
             raise DfkitError(f"{self.name}: dataset root {self.root} is not a directory")
+
+    def problem_record(self, video_id: str, path: Path, reason: str, **kw: Any) -> VideoRecord:
+        """A metadata entry that cannot be used: recorded in the corpus errors table, never fatal."""
+        try:
+            rel = Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            rel = str(path)
+        return VideoRecord(dataset=self.name, video_id=video_id, path=Path(path), rel_path=rel, label="unknown",
+                           method="unknown", problem=f"{self.name}: {reason}", **kw)
 
     def methods(self) -> list[str]:
         """The dataset's own method names (from the taxonomy manifest)."""

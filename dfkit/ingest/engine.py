@@ -102,6 +102,8 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         vrow["seconds"] = time.perf_counter() - t0
         return VideoResult(vrow, crops or [])
 
+    if rec.problem:
+        return finish("failed", "list", rec.problem)
     if rec.missing:
         return finish("missing", "list", "listed in the dataset's metadata but the file is absent")
     try:

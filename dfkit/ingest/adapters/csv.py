@@ -172,8 +172,10 @@ class CSVAdapter(Adapter):
             if has["split_col"] and row.get(c["split_col"]):
                 sv = row[c["split_col"]].lower()
                 if sv not in SPLIT_VALUES:
-                    raise DfkitError(f"csv: {path.name}:{e['line']}: split {row[c['split_col']]!r} is not one of "
-                                     f"train, val, test (or training, valid, validation, dev, testing)")
+                    yield self.problem_record(vid_of[rp], p, f"{path.name}:{e['line']}: split {row[c['split_col']]!r} is "
+                                              f"not one of train, val, test (or training, valid, validation, dev, "
+                                              f"testing)")
+                    continue
                 split = SPLIT_VALUES[sv]
             method = (row.get(c["method_col"], "") if has["method_col"] else "") or \
                 ("real" if e["label"] == "real" else "unknown")

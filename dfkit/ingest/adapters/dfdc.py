@@ -116,10 +116,15 @@ class DFDCAdapter(Adapter):
             with open(d / "metadata.json", encoding="utf-8") as f:
                 meta = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
-            raise LayoutError(f"dfdc: {self._rel(d / 'metadata.json')} is not readable JSON ({e})") from None
+            # one broken part must not stop the others: record it and go on
+            yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
+                                      f"{self._rel(d / 'metadata.json')} is not readable JSON ({e})")
+            return
         if not isinstance(meta, dict):
-            raise LayoutError(f"dfdc: {self._rel(d / 'metadata.json')}: expected a JSON object keyed by file "
-                              f"name, found {type(meta).__name__}")
+            yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
+                                      f"{self._rel(d / 'metadata.json')}: expected a JSON object keyed by file "
+                                      f"name, found {type(meta).__name__}")
+            return
         names = set(meta)
         for p in d.iterdir():  # files on disk that the metadata does not name
             if p.name != "metadata.json" and p.name not in names:
@@ -128,8 +133,10 @@ class DFDCAdapter(Adapter):
             entry = entry if isinstance(entry, dict) else {}
             label = str(entry.get("label", "")).strip().lower()
             if label not in ("real", "fake"):
-                raise LayoutError(f"dfdc: {self._rel(d / 'metadata.json')}: entry {fname!r} has label "
-                                  f"{entry.get('label')!r}; expected 'REAL' or 'FAKE'")
+                yield self.problem_record(f"train/{Path(fname).stem}", d / fname,
+                                          f"{self._rel(d / 'metadata.json')}: entry {fname!r} has label "
+                                          f"{entry.get('label')!r}; expected 'REAL' or 'FAKE'")
+                continue
             p = d / fname
             missing = not p.is_file()
             self.missing_count += missing
@@ -148,6 +155,7 @@ class DFDCAdapter(Adapter):
     def _eval_records(self, d: Path, split: str) -> Iterator[VideoRecord]:
         media = d / "videos" if (d / "videos").is_dir() else d
         rows = []
+        problems: list[VideoRecord] = []
         with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
@@ -162,14 +170,19 @@ class DFDCAdapter(Adapter):
                 try:
                     label = {0: "real", 1: "fake"}[int(float(lab))]
                 except (ValueError, KeyError):
-                    raise LayoutError(f"dfdc: {self._rel(d / 'labels.csv')}:{n}: label {lab!r} is not 0 (real) "
-                                      f"or 1 (fake)") from None
+                    label = None
+                    problems.append(self.problem_record(
+                        f"{split}/{Path(fname).stem}", media / fname,
+                        f"{self._rel(d / 'labels.csv')}:{n}: label {lab!r} is not 0 (real) or 1 (fake)"))
                 rows.append((fname, label))
         names = {fname for fname, _ in rows}
         for p in media.iterdir():
             if p.is_file() and p.name not in names and p.name != "labels.csv":
                 self.ignored_files += 1
+        yield from problems
         for fname, label in rows:
+            if label is None:
+                continue
             p = media / fname
             missing = not p.is_file()
             self.missing_count += missing

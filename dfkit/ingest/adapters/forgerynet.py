@@ -132,7 +132,9 @@ class ForgeryNetAdapter(Adapter):
                     try:
                         it = parse_line(line)
                     except ValueError as e:
-                        raise LayoutError(f"forgerynet: {lst}:{n}: {e}; found {line.strip()[:100]!r}") from None
+                        yield self.problem_record(f"{lst.name}:{n}", lst, f"{lst}:{n}: {e}; found "
+                                                  f"{line.strip()[:100]!r}")
+                        continue
                     if it is not None:
                         items.append(it)
             if not items:
