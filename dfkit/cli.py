@@ -300,6 +300,7 @@ def splits_resplit(
     typer.echo(f"written: {path}; use it with --split {name} (train) or `dfkit splits audit --scheme {name}`")
 
 
+from dfkit.browse import register as _register_browse; _register_browse(app)  # noqa: E402,E702
 
 
 
