@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -232,11 +233,9 @@ def crop_hashes(corpus, per_video: int = 4, progress: bool = True) -> pd.DataFra
     return pick.drop(columns=["_file", "_row"]).merge(h, on="sample_id")
 
 
-def write_scheme(root, name: str, assign: dict[tuple[str, str], str]) -> "Path":
+def write_scheme(root, name: str, assign: dict[tuple[str, str], str]) -> Path:
     """Store a corpus-level re-split as ``<corpus>/splits/<name>.parquet`` (dataset, video_id, split); readers
     use it with ``Corpus.select(split_scheme=name)``."""
-    from pathlib import Path
-
     import pyarrow as pa
 
     from dfkit.corpus.store import atomic_write_table

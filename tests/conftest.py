@@ -65,3 +65,11 @@ def noise_frames(n: int = 12, size: tuple[int, int] = (160, 120), seed: int = 0)
 @pytest.fixture(scope="session")
 def face_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("media") / "face.mp4", astronaut_frames())
+
+
+def touch(root: Path, *rels: str) -> None:
+    """Stand-in files at the given paths (adapters never decode, so one byte will do)."""
+    for rel in rels:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\x00")

@@ -9,13 +9,7 @@ import pytest
 from dfkit.errors import DfkitError, LayoutError
 from dfkit.ingest.base import create_adapter
 from dfkit.taxonomy import canonical_method, method_family
-
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # adapters never decode
+from tests.conftest import touch
 
 
 def write_list(root: Path, lines: list[str], name: str = "List_of_testing_videos.txt") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,13 +10,7 @@ from dfkit.errors import DfkitError, LayoutError
 from dfkit.ingest.adapters.deeperforensics import VARIANTS
 from dfkit.ingest.base import create_adapter
 from dfkit.taxonomy import canonical_method, dataset_manifest, method_family
-
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"\x00")
+from tests.conftest import touch
 
 
 def recs_of(root, **opts):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,13 +9,7 @@ from dfkit.errors import LayoutError
 from dfkit.ingest.adapters.forgerynet import class_names, parse_line
 from dfkit.ingest.base import create_adapter
 from dfkit.taxonomy import canonical_method, method_family
-
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"\x00")
+from tests.conftest import touch
 
 
 def recs_of(root, **opts):

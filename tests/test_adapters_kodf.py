@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import pytest
 
 from dfkit.errors import DfkitError, LayoutError
 from dfkit.ingest.base import create_adapter
 from dfkit.taxonomy import canonical_method, method_family
-
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"\x00")
+from tests.conftest import touch
 
 
 def recs_of(root, **opts):

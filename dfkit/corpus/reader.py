@@ -14,7 +14,7 @@ are (use :meth:`Corpus.crop_files` to get only committed shards).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 import matplotlib

@@ -20,14 +20,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dfkit.corpus.schema import CROP_META_COLUMNS
 from dfkit.corpus.store import CorpusLock, atomic_write_table, committed_shards, list_shards
 
 META_VERSION = b"dfkit.quality.version"
