@@ -303,6 +303,7 @@ def splits_resplit(
 from dfkit.browse import register as _register_browse; _register_browse(app)  # noqa: E402,E702
 
 
+from dfkit.cli_train import register as _register_train; _register_train(app)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ _MIME = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg"}
 _RENAME = {"method": "method_name", "width": "video_width", "height": "video_height", "fps": "video_fps",
            "bitrate": "video_bitrate", "codec": "video_codec", "n_frames": "video_n_frames"}
 # columns that become labels (and are not stored as plain fields) or are internal
-_SKIP = {"_file", "_row", "label", "method_canonical", "crop", "dataset_q", "video_id_q"}
+_SKIP = {"_file", "_row", "label", "method_canonical", "crop"}
 PRED_FIELDS = ("predictions", "hardness", "mistakenness", "prediction_correct")
 
 

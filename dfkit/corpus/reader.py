@@ -167,8 +167,9 @@ class Corpus:
             return pd.DataFrame(columns=cols)
         df = pd.concat(frames, ignore_index=True)
         q = self.quality_table()
-        if q is not None:
-            df = df.merge(q, on="sample_id", how="left", suffixes=("", "_q"))
+        if q is not None:  # the quality table repeats the crop keys (dataset, video_id): keep the crops' own
+            q = q.drop(columns=[c for c in q.columns if c != "sample_id" and c in df.columns])
+            df = df.merge(q, on="sample_id", how="left")
         # a video re-ingested after a failure keeps only its latest rows (no duplicates)
         df = self._with_scheme(df.drop_duplicates("sample_id", keep="last"))
         return self.filter.apply(df).reset_index(drop=True)

@@ -5,7 +5,7 @@ Steps (each is skipped when its output already exists, so a rerun is quick and a
 1. build a small dataset in the FF++ layout (:mod:`dfkit.demo.synth`) at two compression levels
 2. ingest both levels into one corpus with the ``demo`` adapter, and print ``dfkit info``
 3. measure quality (``dfkit quality``) and write the audit report (``dfkit audit``)
-4. further steps (training, evaluation) are appended as they land: see :data:`STEPS`
+4. train a tiny attribution model, evaluate it, and run a small quality sweep (:mod:`dfkit.demo.train_steps`)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dfkit.demo.train_steps import step_eval, step_sweep, step_train
 from dfkit.ingest.base import create_adapter
 from dfkit.ingest.engine import IngestParams, run_ingest
 
@@ -102,7 +103,8 @@ def step_audit(cfg: DemoConfig, echo: Echo) -> None:
     echo(f"    audit report: {build_report(c, cfg.out / 'audit', leaks)}")
 
 
-STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest, step_quality, step_audit]
+STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest, step_quality, step_audit,
+                                                   step_train, step_eval, step_sweep]
 
 
 def run_demo(out: Path, workers: int = 2, quick: bool = False, echo: Echo = print) -> DemoConfig:

@@ -10,6 +10,8 @@ that processes a sample, nor on global random state; :func:`sample_rng` derives 
 
 - ``flip``: horizontal flip (p 0.5);
 - ``color_jitter``: small brightness/contrast/saturation changes (factors in ``1 +- 0.1`` by default);
+- ``channel_gain`` (off by default): per-channel gains in ``1 +- channel_gain_range`` (a white-balance / colour-cast
+  change, p 0.8), for data whose identities differ mostly by colour (the synthetic demo);
 - ``blur``: Gaussian blur, sigma uniform in ``blur_sigma`` (p 0.2);
 - ``jpeg``: JPEG re-compression through OpenCV, quality uniform in ``jpeg_quality`` (p 0.3).
 
@@ -38,6 +40,9 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     saturation: float = 0.1
+    channel_gain: bool = False
+    channel_gain_p: float = 0.8
+    channel_gain_range: float = 0.25
     blur: bool = True
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.5)
@@ -47,7 +52,7 @@ class AugmentConfig:
 
     @classmethod
     def off(cls) -> "AugmentConfig":
-        return cls(flip=False, color_jitter=False, blur=False, jpeg=False)
+        return cls(flip=False, color_jitter=False, blur=False, jpeg=False, channel_gain=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +101,7 @@ class Augmenter:
     @property
     def enabled(self) -> bool:
         c = self.cfg
-        return c.flip or c.color_jitter or c.blur or c.jpeg
+        return c.flip or c.color_jitter or c.blur or c.jpeg or c.channel_gain
 
     def __call__(self, img: Any, rng: np.random.Generator) -> Any:
         arr, layout = _as_hwc_uint8(img)
@@ -110,12 +115,17 @@ class Augmenter:
         order = rng.permutation(3)
         sigma = rng.uniform(*c.blur_sigma)
         quality = int(rng.integers(c.jpeg_quality[0], c.jpeg_quality[1] + 1))
+        u_gain = rng.random()  # drawn after the others: adding it left their draws unchanged
+        gains = rng.uniform(-1, 1, 3)
 
         out = arr
         if c.flip and u[0] < c.flip_p:
             out = out[:, ::-1]
         if c.color_jitter and u[1] < c.color_jitter_p:
             out = self._jitter(out, jit, order)
+        if c.channel_gain and u_gain < c.channel_gain_p:
+            g = (1 + c.channel_gain_range * gains).astype(np.float32)
+            out = np.clip(np.rint(out.astype(np.float32) * g), 0, 255).astype(np.uint8)
         if c.blur and u[2] < c.blur_p:
             import cv2
 

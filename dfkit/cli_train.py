@@ -1,0 +1,240 @@
+"""``dfkit train``, ``dfkit eval`` and ``dfkit experiment {quality-sweep,cross-dataset}``.
+
+Mounted on the main app by :func:`register` (one line in :mod:`dfkit.cli`). Settings resolve as: built-in defaults
+< ``--config FILE.yaml`` < the command line (options left out do not override); the run folder keeps the resolved
+settings as ``config.yaml``/``config.json``. User errors are :class:`~dfkit.errors.DfkitError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dfkit.errors import DfkitError
+
+CORPUS_HELP = "Corpus directory (default: $DFKIT_CORPUS, the config file's `corpus:`, else ./dfkit-corpus)."
+
+
+def _opt(default: Any, *names: str, help: str, **kw) -> Any:  # noqa: A002 - typer's name
+    return typer.Option(default, *names, help=help, show_default=False, **kw)
+
+
+def _base_settings(config: Optional[Path], cli: dict[str, Any], resume_dir: Optional[Path] = None):
+    """defaults < saved run config (when resuming) < --config file < command line."""
+    import json
+
+    from dfkit.config import resolve_corpus
+    from dfkit.train.runner import TrainSettings, load_settings_file
+
+    d: dict[str, Any] = {}
+    if resume_dir is not None and (resume_dir / "config.json").exists():
+        saved = json.loads((resume_dir / "config.json").read_text())
+        d.update({k: v for k, v in saved.items() if k in TrainSettings.keys()})
+    if config is not None:
+        d.update(load_settings_file(config))
+    d.update({k: v for k, v in cli.items() if v is not None})
+    s = TrainSettings.from_dict(d)
+    if not s.corpus:
+        s.corpus = str(resolve_corpus(None))
+    return s
+
+
+def _quiet_logs() -> None:
+    import logging
+
+    logging.getLogger("dfkit.train").setLevel(logging.ERROR)
+
+
+def train(
+    corpus: Optional[Path] = _opt(None, "--corpus", help=CORPUS_HELP),
+    config: Optional[Path] = _opt(None, "--config", help="YAML file with the same settings (keys as the options, "
+                                  "e.g. `backbone: efficientnet_b0`); the command line overrides it."),
+    task: Optional[str] = _opt(None, "--task", help="binary (real vs fake) or attribution (real + each method) "
+                               "(default: attribution)."),
+    backbone: Optional[str] = _opt(None, "--backbone", help="Backbone name: tiny, efficientnet_b0, efficientnet_b4, "
+                                   "legacy_xception, convnext_tiny, convnext_small, swin_small, "
+                                   "vit_small_patch16_224 (default: efficientnet_b0)."),
+    datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets to use (default: all)."),
+    methods: Optional[str] = _opt(None, "--methods", help="Only these fake methods (own or canonical names) in "
+                                  "training; reals stay. Others become 'unseen' in eval."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help="Train only on crops with quality >= this "
+                                        "(needs `dfkit quality`); validation/test stay unfiltered."),
+    split: Optional[str] = _opt(None, "--split", help="official (the dataset's split) or identity (no identity "
+                                "or source video in two splits) (default: official)."),
+    split_seed: Optional[int] = _opt(None, "--split-seed", help="Seed of a computed identity split (default: 0; "
+                                     "kept apart from --seed so every training seed sees the same split)."),
+    epochs: Optional[int] = _opt(None, "--epochs", help="Epochs (default: 10)."),
+    img_size: Optional[int] = _opt(None, "--img-size", help="Input side in pixels (default: the backbone's)."),
+    crop: Optional[str] = _opt(None, "--crop", help="resize (the whole crop to --img-size) or center (the central "
+                               "--img-size pixels, at the stored resolution) (default: resize)."),
+    batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size (default: 32)."),
+    lr: Optional[float] = _opt(None, "--lr", help="Peak learning rate (AdamW, cosine schedule) (default: 1e-3)."),
+    seed: Optional[int] = _opt(None, "--seed", help="Random seed (model init, sampling, augmentation) "
+                               "(default: 0)."),
+    out: Optional[Path] = _opt(None, "--out", help="Run folder (default: runs/<task>_<backbone>_<datasets>_<time>)."),
+    contrastive: Optional[str] = _opt(None, "--contrastive", help="supcon: add a supervised contrastive loss on "
+                                      "the embedding."),
+    contrastive_mode: Optional[str] = _opt(None, "--contrastive-mode", help="joint (CE + SupCon) or probe "
+                                           "(SupCon, then a linear probe) (default: joint)."),
+    probe_epochs: Optional[int] = _opt(None, "--probe-epochs", help="Linear-probe epochs in probe mode "
+                                       "(default: 5)."),
+    pretrained: Optional[bool] = _opt(None, "--pretrained/--scratch", help="Use timm's pretrained weights (needs "
+                                      "the internet) (default: from scratch, said so)."),
+    weights: Optional[Path] = _opt(None, "--weights", help="Local weights (.safetensors/.pth state dict, or a dfkit "
+                                   "checkpoint) to start from."),
+    augment: Optional[bool] = _opt(None, "--augment/--no-augment", help="Flip, colour jitter, blur, JPEG "
+                                   "(default: on)."),
+    drop_real: Optional[bool] = _opt(None, "--drop-real/--keep-real", help="Attribution without the real "
+                                     "class (default: keep)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint "
+                                "(its saved settings apply; e.g. raise --epochs to extend it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    device: Optional[str] = _opt(None, "--device", help="cpu, cuda, cuda:N or auto (default: auto)."),
+    workers: Optional[int] = _opt(None, "--workers", help="DataLoader worker processes decoding crops "
+                                  "(default: cores - 1, at most 8)."),
+    threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads (default: the cores the workers "
+                                  "leave free, at least 1)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train a binary or attribution model on the corpus (selection, split, quality filter), with checkpoints
+    (safetensors + JSON), best-by-validation selection and --resume.
+
+    Example: dfkit train --task attribution --backbone efficientnet_b0 --datasets ffpp --min-quality 0.7
+    --split identity --epochs 20 --img-size 224 --out runs/attr-b0
+    """
+    from dfkit.train.runner import train_run
+
+    _quiet_logs()
+    if resume and out is None:
+        raise DfkitError("--resume needs --out RUN (the run folder to continue)")
+    cli = dict(corpus=str(corpus) if corpus else None, task=task, backbone=backbone, datasets=datasets,
+               methods=methods, min_quality=min_quality, split=split, split_seed=split_seed, epochs=epochs,
+               img_size=img_size, crop=crop,
+               batch_size=batch_size, lr=lr, seed=seed, out=str(out) if out else None, contrastive=contrastive,
+               contrastive_mode=contrastive_mode, probe_epochs=probe_epochs, pretrained=pretrained,
+               weights=str(weights) if weights else None, augment=augment, drop_real=drop_real, device=device,
+               workers=workers, threads=threads, progress=False if quiet else None)
+    s = _base_settings(config, cli, resume_dir=out if resume else None)
+    train_run(s, echo=typer.echo, resume=resume, overwrite=overwrite)
+
+
+def eval_cmd(
+    run: Path = typer.Argument(..., help="Run folder made by `dfkit train`."),
+    corpus: Optional[Path] = _opt(None, "--corpus", help="Corpus directory (default: the run's corpus, else "
+                                  "$DFKIT_CORPUS / the config file / ./dfkit-corpus)."),
+    datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets to evaluate on "
+                                   "(default: the run's)."),
+    split: str = typer.Option("test", "--split", help="train, val, test or all (in the run's split scheme)."),
+    out: Optional[Path] = _opt(None, "--out", help="Report folder (default: RUN/eval_<datasets>_<split>)."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help="Evaluate only crops with quality >= this."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the videos for the 95% CIs."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    workers: Optional[int] = _opt(None, "--workers", help="DataLoader workers (default: cores - 1)."),
+    threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads."),
+) -> None:
+    """Evaluate a run: frame- and video-level metrics with bootstrap CIs over videos, confusion matrices,
+    cross-dataset attribution (unseen methods reported apart), predictions.parquet."""
+    from dfkit.train.evaluation import eval_run
+
+    _quiet_logs()
+    if n_boot < 0:
+        raise DfkitError("--n-boot must be >= 0")
+    eval_run(run, corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality, n_boot=n_boot,
+             batch_size=batch_size, workers=workers, device=device, threads=threads, echo=typer.echo)
+
+
+experiment_app = typer.Typer(help="Experiments: quality sweep at equal training size; cross-dataset matrix.",
+                             no_args_is_help=True)
+
+
+@experiment_app.command("quality-sweep")
+def quality_sweep_cmd(
+    corpus: Optional[Path] = _opt(None, "--corpus", help=CORPUS_HELP),
+    config: Optional[Path] = _opt(None, "--config", help="YAML file with training settings (as `dfkit train`)."),
+    thresholds: str = typer.Option("0,0.5,0.6,0.7", "--thresholds", help="Comma-separated --min-quality "
+                                   "thresholds (0 = all crops)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; every arm is trained per seed."),
+    low_arm: bool = typer.Option(True, "--low-arm/--no-low-arm", help="Add the arm trained only on crops below "
+                                 "the lowest non-zero threshold."),
+    task: Optional[str] = _opt(None, "--task", help="binary or attribution (default: attribution)."),
+    backbone: Optional[str] = _opt(None, "--backbone", help="Backbone (default: efficientnet_b0)."),
+    datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets (default: all)."),
+    split: Optional[str] = _opt(None, "--split", help="official or identity (default: official)."),
+    epochs: Optional[int] = _opt(None, "--epochs", help="Epochs per arm."),
+    img_size: Optional[int] = _opt(None, "--img-size", help="Input side."),
+    crop: Optional[str] = _opt(None, "--crop", help="resize or center (as `dfkit train`)."),
+    batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size."),
+    lr: Optional[float] = _opt(None, "--lr", help="Learning rate."),
+    augment: Optional[bool] = _opt(None, "--augment/--no-augment", help="Augmentations (default: on)."),
+    metric: str = typer.Option("balanced_accuracy", "--metric", help="accuracy, balanced_accuracy, macro_f1, auc."),
+    level: str = typer.Option("video", "--level", help="video or frame."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the CIs."),
+    out: Path = typer.Option(Path("runs/quality-sweep"), "--out", help="Output folder."),
+    device: Optional[str] = _opt(None, "--device", help="cpu, cuda or auto."),
+    workers: Optional[int] = _opt(None, "--workers", help="DataLoader workers."),
+    threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads."),
+) -> None:
+    """Train and evaluate at several --min-quality thresholds with the training-set size held equal (subsampled
+    by video to the smallest arm, per class), over seeds, plus a low-quality-only arm: table + plot with CIs."""
+    from dfkit.train.experiments import parse_floats, parse_ints, quality_sweep, sweep_table_text
+
+    _quiet_logs()
+    cli = dict(corpus=str(corpus) if corpus else None, task=task, backbone=backbone, datasets=datasets, split=split,
+               epochs=epochs, img_size=img_size, crop=crop, batch_size=batch_size, lr=lr, augment=augment,
+               device=device,
+               workers=workers, threads=threads, progress=False)
+    s = _base_settings(config, cli)
+    rep = quality_sweep(s, thresholds=parse_floats(thresholds), seeds=parse_ints(seeds), low_arm=low_arm, out=out,
+                        metric=metric, level=level, n_boot=n_boot, echo=typer.echo)
+    typer.echo(sweep_table_text(rep))
+    typer.echo(f"sweep: {out / 'sweep.md'} (+ sweep.json, sweep.png)")
+
+
+@experiment_app.command("cross-dataset")
+def cross_dataset_cmd(
+    corpus: Optional[Path] = _opt(None, "--corpus", help=CORPUS_HELP),
+    config: Optional[Path] = _opt(None, "--config", help="YAML file with training settings (as `dfkit train`)."),
+    datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets (default: all in the "
+                                   "corpus)."),
+    tasks: str = typer.Option("binary,attribution", "--tasks", help="Tasks side by side."),
+    backbone: Optional[str] = _opt(None, "--backbone", help="Backbone (default: efficientnet_b0)."),
+    split: Optional[str] = _opt(None, "--split", help="official or identity (default: official)."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help="Train on crops with quality >= this."),
+    epochs: Optional[int] = _opt(None, "--epochs", help="Epochs per run."),
+    img_size: Optional[int] = _opt(None, "--img-size", help="Input side."),
+    crop: Optional[str] = _opt(None, "--crop", help="resize or center (as `dfkit train`)."),
+    batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size."),
+    lr: Optional[float] = _opt(None, "--lr", help="Learning rate."),
+    seed: Optional[int] = _opt(None, "--seed", help="Seed."),
+    metric: str = typer.Option("balanced_accuracy", "--metric", help="accuracy, balanced_accuracy, macro_f1, auc."),
+    level: str = typer.Option("video", "--level", help="video or frame."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the CIs."),
+    out: Path = typer.Option(Path("runs/cross-dataset"), "--out", help="Output folder."),
+    device: Optional[str] = _opt(None, "--device", help="cpu, cuda or auto."),
+    workers: Optional[int] = _opt(None, "--workers", help="DataLoader workers."),
+    threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads."),
+) -> None:
+    """Train on each dataset and evaluate on each, binary and attribution side by side (JSON + heatmap PNG)."""
+    from dfkit.train.experiments import cross_dataset
+
+    _quiet_logs()
+    if level not in ("frame", "video"):
+        raise DfkitError("--level must be frame or video")
+    cli = dict(corpus=str(corpus) if corpus else None, backbone=backbone, split=split, min_quality=min_quality,
+               epochs=epochs, img_size=img_size, crop=crop, batch_size=batch_size, lr=lr, seed=seed, device=device,
+               workers=workers, threads=threads, progress=False)
+    s = _base_settings(config, cli)
+    rep = cross_dataset(s, datasets=datasets, tasks=tasks.split(","), out=out, metric=metric, level=level,
+                        n_boot=n_boot, echo=typer.echo)
+    typer.echo(f"cross-dataset: {Path(rep['out_dir']) / 'cross_dataset.json'} (+ cross_dataset.md, "
+               "cross_dataset.png)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``eval`` and ``experiment`` to the main ``dfkit`` app."""
+    app.command("train")(train)
+    app.command("eval")(eval_cmd)
+    app.add_typer(experiment_app, name="experiment")

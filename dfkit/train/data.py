@@ -1,0 +1,609 @@
+"""Corpus -> training data: the selection, the split, the classes, and lazily decoded crop batches.
+
+>>> sel = select_data(corpus_root, datasets=["ffpp"], split="official", min_quality=0.7, task="attribution")
+>>> sel.class_names                    # ["real", "deepfakes", "face2face", ...]
+>>> train_loader, val_loader = make_loaders(sel, img_size=224, batch_size=32, workers=4, mean=m, std=s)
+
+Selection (:func:`select_data`):
+
+- ``datasets`` / ``methods`` / ``compression`` restrict the corpus (``Corpus.select``);
+- ``split``: ``official`` is the corpus ``split`` column (the dataset's own split); ``identity`` is an
+  identity-disjoint re-split: the corpus' stored scheme ``identity`` when ``dfkit splits resplit`` made one, else
+  :func:`dfkit.splits.identity_split` computed here over **every video of the corpus** (unfiltered, so the split does
+  not depend on ``--datasets`` or ``--min-quality``) and saved in the run folder. Any other name is a scheme stored in
+  the corpus. In every mode a video is one unit: its frames never span splits (checked);
+- ``min_quality`` / ``max_quality`` filter the **training** split only (the ``quality`` column of ``dfkit
+  quality``); validation and test stay unfiltered, so models trained at different thresholds are compared on the
+  same data;
+- ``task``: ``binary`` (classes ``real``, ``fake``) or ``attribution`` (``real`` + every canonical method present in
+  the training data, sorted; ``drop_real`` leaves ``real`` out). Validation rows of other classes are dropped.
+
+Reading (:class:`CropDataset`): metadata stays in memory, crop bytes are read from the Parquet shards on demand
+(:class:`~dfkit.corpus.reader.CropReader`, one small row group at a time, cached) and decoded in the DataLoader
+workers. ``__getitems__`` builds a whole batch at once: it reads each row group once, decodes with OpenCV, fits
+each crop to ``img_size`` (``resize`` the whole crop, or take its ``center`` at the stored resolution) and returns one
+``uint8`` tensor ``B x 3 x S x S``; :class:`BatchLoader` converts it to float and
+normalises it with the backbone's mean/std on the target device (4x less data between processes and onto the GPU
+than float32). Batches are ``{"image", "label", "video_key", "index"}``, what :func:`dfkit.train.loop.train` expects
+(``video_key`` = ``dataset/video_id``).
+
+Training batches come from a :class:`~dfkit.train.sampler.ClassBalancedSampler` (seeded per epoch) and, unless
+turned off, the seeded augmentations of :mod:`dfkit.train.augment` (applied at the stored crop size, before the
+resize; one generator per ``(seed, epoch, index)``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dfkit.errors import DfkitError
+
+TASKS = ("binary", "attribution")
+REAL = "real"
+FAKE = "fake"
+SPLITS = ("train", "val", "test")
+
+__all__ = [
+    "TASKS",
+    "DataSelection",
+    "select_data",
+    "split_assignment",
+    "apply_split",
+    "class_names_for",
+    "target_names",
+    "encode_targets",
+    "CropDataset",
+    "BatchLoader",
+    "collate",
+    "make_loaders",
+    "make_eval_loader",
+    "subsample_by_video",
+    "fit_crop",
+    "augment_config",
+    "parse_list",
+    "default_workers",
+]
+
+
+def parse_list(x: str | Iterable[str] | None) -> list[str] | None:
+    """``"a,b"`` / ``["a", "b"]`` / ``None`` -> a list without empty entries (``None`` stays ``None``)."""
+    if x is None:
+        return None
+    if isinstance(x, str):
+        items = [v.strip() for v in x.split(",")]
+    else:
+        items = [str(v).strip() for v in x]
+    items = [v for v in items if v]
+    return items or None
+
+
+def default_workers() -> int:
+    """DataLoader workers by default: one core stays with the training process (1 on a 2-core machine, at most 8)."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# splits
+
+def split_assignment(root: str | Path, mode: str, seed: int = 0) -> pd.DataFrame | None:
+    """The per-video split table ``dataset, video_id, split`` for ``mode``, or ``None`` when the mode is read by the
+    corpus itself (``official``, or a scheme stored in ``<corpus>/splits/``).
+
+    ``identity`` without a stored scheme: :func:`dfkit.splits.identity_split` over every video of the corpus."""
+    root = Path(root)
+    if mode == "official" or (root / "splits" / f"{mode}.parquet").exists():
+        return None
+    if mode != "identity":
+        raise DfkitError(f"unknown split {mode!r}: use official or identity (or a scheme made by "
+                         f"`dfkit splits resplit --name NAME`)")
+    from dfkit.corpus.reader import Corpus
+    from dfkit.splits import identity_split
+
+    videos = Corpus(root).videos()
+    if videos.empty:
+        raise DfkitError(f"{root}: the corpus holds no video")
+    assign = identity_split(videos, seed=seed)
+    return pd.DataFrame([{"dataset": d, "video_id": v, "split": s} for (d, v), s in assign.items()])
+
+
+def apply_split(meta: pd.DataFrame, assignment: pd.DataFrame | None) -> pd.DataFrame:
+    """``meta`` with its ``split`` column replaced by ``assignment`` (when given; the official split is kept as
+    ``split_official``), after checking that no video's frames span two splits."""
+    if assignment is not None and len(meta):
+        a = assignment[["dataset", "video_id", "split"]].rename(columns={"split": "_assigned"})
+        meta = meta.merge(a, on=["dataset", "video_id"], how="left")
+        meta["split_official"] = meta["split"]
+        meta["split"] = meta.pop("_assigned")
+    if len(meta):
+        n = meta.groupby(["dataset", "video_id"])["split"].nunique(dropna=False)
+        bad = n[n > 1]
+        if len(bad):
+            ex = ", ".join(f"{d}/{v}" for d, v in bad.index[:3])
+            raise DfkitError(f"frames of one video span several splits ({len(bad)} videos, e.g. {ex}): "
+                             "the corpus split labels are inconsistent")
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# classes
+
+def target_names(task: str, meta: pd.DataFrame) -> pd.Series:
+    """The class name of every row: ``real``/``fake`` (binary) or ``real``/canonical method (attribution)."""
+    is_real = meta["label"].to_numpy() == REAL
+    if task == "binary":
+        return pd.Series(np.where(is_real, REAL, FAKE), index=meta.index)
+    return pd.Series(np.where(is_real, REAL, meta["method_canonical"].astype(str).to_numpy()), index=meta.index)
+
+
+def class_names_for(task: str, train_meta: pd.DataFrame, drop_real: bool = False) -> list[str]:
+    if task == "binary":
+        if drop_real:
+            raise DfkitError("--drop-real applies to --task attribution only (binary needs the real class)")
+        return [REAL, FAKE]
+    methods = sorted(set(target_names(task, train_meta)) - {REAL})
+    return ([] if drop_real else [REAL]) + methods
+
+
+def encode_targets(names: pd.Series | Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """Class ids for class names; ``-1`` for names that are not classes of the model."""
+    index = {n: i for i, n in enumerate(class_names)}
+    return np.asarray([index.get(str(n), -1) for n in names], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the selection
+
+@dataclass
+class DataSelection:
+    """What a run trains and validates on. ``train``/``val``/``test`` are metadata frames (``_file``/``_row`` locate
+    the crops) with ``target`` (class id, -1 = not a class of the model) and ``video_key`` columns."""
+
+    root: Path
+    files: list[Path]
+    task: str
+    class_names: list[str]
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    split: str
+    assignment: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        """Frames and videos per split and class (JSON)."""
+        out: dict[str, Any] = {}
+        for name, df in (("train", self.train), ("val", self.val), ("test", self.test)):
+            per = {}
+            for c, g in df.groupby("class_name") if len(df) else []:
+                per[str(c)] = {"frames": int(len(g)), "videos": int(g["video_key"].nunique())}
+            out[name] = {"frames": int(len(df)), "videos": int(df["video_key"].nunique()) if len(df) else 0,
+                         "per_class": per}
+        return out
+
+
+def _with_targets(df: pd.DataFrame, task: str, class_names: Sequence[str]) -> pd.DataFrame:
+    df = df.copy()
+    df["class_name"] = target_names(task, df).to_numpy() if len(df) else []
+    df["target"] = encode_targets(df["class_name"], class_names) if len(df) else np.zeros(0, np.int64)
+    df["video_key"] = (df["dataset"].astype(str) + "/" + df["video_id"].astype(str)) if len(df) else []
+    return df
+
+
+def select_data(
+    root: str | Path,
+    *,
+    task: str = "attribution",
+    datasets: Sequence[str] | str | None = None,
+    methods: Sequence[str] | str | None = None,
+    compression: Sequence[str] | str | None = None,
+    split: str = "official",
+    min_quality: float | None = None,
+    max_quality: float | None = None,
+    drop_real: bool = False,
+    seed: int = 0,
+    assignment: pd.DataFrame | None = None,
+    class_names: Sequence[str] | None = None,
+) -> DataSelection:
+    """Select the training / validation / test rows of a corpus (see the module docstring).
+
+    ``assignment``: a per-video split table to use instead of computing one (a run folder's ``splits.parquet``).
+    ``class_names``: fix the classes (e.g. when resuming) instead of deriving them from the training data.
+    Raises :class:`~dfkit.errors.DfkitError` for user errors (unknown dataset, no quality scores, empty training set).
+    """
+    from dfkit.corpus.reader import Corpus, Filter
+
+    if task not in TASKS:
+        raise DfkitError(f"unknown task {task!r}: use binary or attribution")
+    root = Path(root).expanduser()
+    corpus = Corpus(root)
+    datasets, methods, compression = parse_list(datasets), parse_list(methods), parse_list(compression)
+    scheme = "official"
+    if split != "official" and (root / "splits" / f"{split}.parquet").exists():
+        scheme = split  # a re-split stored in the corpus (dfkit splits resplit)
+    elif split != "official" and assignment is None:
+        assignment = split_assignment(root, split, seed)
+    whole = corpus.select(split_scheme=scheme)
+    meta_all = whole.metadata()
+    if meta_all.empty:
+        raise DfkitError(f"{root}: the corpus holds no crops (run `dfkit ingest` first)")
+    known = sorted(meta_all["dataset"].unique())
+    if datasets:
+        unknown = [d for d in datasets if d not in known]
+        if unknown:
+            raise DfkitError(f"unknown dataset(s) {', '.join(unknown)} in {root}; it holds: {', '.join(known)}")
+    meta = Filter(datasets=tuple(datasets) if datasets else None,
+                  compression=tuple(compression) if compression else None).apply(meta_all)
+    meta = apply_split(meta.reset_index(drop=True), assignment)
+    notes: list[str] = []
+    if methods:
+        have = set(meta["method"]) | set(meta["method_canonical"])
+        unknown = [m for m in methods if m not in have]
+        if unknown:
+            raise DfkitError(f"unknown method(s) {', '.join(unknown)}; the selection has: "
+                             f"{', '.join(sorted(set(meta['method_canonical'])))}")
+    no_split = meta["split"].isna()
+    if no_split.any():
+        notes.append(f"{int(no_split.sum())} crops without a split are not used")
+    train = meta[meta["split"] == "train"]
+    if methods:
+        # --methods restricts the methods trained on; reals stay (they are not a method to choose)
+        keep = train["method"].isin(methods) | train["method_canonical"].isin(methods) | (train["label"] == REAL)
+        train = train[keep]
+    n_before = len(train)
+    if min_quality is not None or max_quality is not None:
+        train = Filter(min_quality=min_quality, max_quality=max_quality).apply(train)  # DfkitError without quality
+        notes.append(f"quality filter kept {len(train)} of {n_before} training crops "
+                     f"(min {min_quality}, max {max_quality}); validation and test are not filtered")
+    if drop_real:
+        train = train[train["label"] != REAL]
+    if train.empty:
+        raise DfkitError("no training crops left after the selection (datasets/methods/split/quality filters); "
+                         "check `dfkit info`")
+    names = list(class_names) if class_names is not None else class_names_for(task, train, drop_real)
+    if len(names) < 2:
+        raise DfkitError(f"the training data has only one class ({', '.join(names)}): nothing to learn")
+    train = _with_targets(train, task, names)
+    if (train["target"] < 0).any():
+        missing = sorted(set(train.loc[train["target"] < 0, "class_name"]))
+        raise DfkitError(f"training data has classes the run does not know: {', '.join(missing)}")
+    present = set(train["target"])
+    absent = [n for i, n in enumerate(names) if i not in present]
+    if absent:
+        notes.append(f"no training crop for class(es) {', '.join(absent)}")
+    val = _with_targets(meta[meta["split"] == "val"], task, names)
+    dropped = int((val["target"] < 0).sum()) if len(val) else 0
+    if dropped:
+        notes.append(f"{dropped} validation crops of classes the model does not have are left out")
+    val = val[val["target"] >= 0] if len(val) else val
+    test = _with_targets(meta[meta["split"] == "test"], task, names)
+    return DataSelection(root=root, files=whole.crop_files(), task=task, class_names=names,
+                         train=train.reset_index(drop=True), val=val.reset_index(drop=True),
+                         test=test.reset_index(drop=True), split=split, assignment=assignment, notes=notes)
+
+
+def subsample_by_video(meta: pd.DataFrame, per_class: dict[int, int], seed: int = 0) -> pd.DataFrame:
+    """Take exactly ``per_class[c]`` frames of every class ``c``, whole videos first (in a seeded random order); the
+    last video taken gives a random subset of its frames. Used to hold training-set size and class mix equal."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c, want in sorted(per_class.items()):
+        g = meta[meta["target"] == c]
+        if want > len(g):
+            raise ValueError(f"class {c}: {want} frames asked, {len(g)} available")
+        videos = np.array(sorted(g["video_key"].unique()))
+        rng.shuffle(videos)
+        left = int(want)
+        for v in videos:
+            if left <= 0:
+                break
+            rows = g[g["video_key"] == v]
+            if len(rows) <= left:
+                parts.append(rows)
+                left -= len(rows)
+            else:
+                parts.append(rows.iloc[np.sort(rng.choice(len(rows), size=left, replace=False))])
+                left = 0
+    if not parts:
+        return meta.iloc[:0]
+    return pd.concat(parts).sort_values(["_file", "_row"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the torch side
+
+def _decode(data: bytes) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("undecodable crop bytes")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+CROP_MODES = ("resize", "center")
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    if h == size and w == size:
+        return img
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def fit_crop(img: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
+    """``resize``: the whole crop scaled to ``size`` x ``size``. ``center``: the central ``size`` x ``size`` pixels at
+    the stored resolution (pixel-level artifacts are not resampled away; a crop smaller than ``size`` is scaled up
+    first)."""
+    if mode == "resize":
+        return _resize(img, size)
+    if mode != "center":
+        raise ValueError(f"crop mode must be one of {CROP_MODES}, not {mode!r}")
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        img = _resize(img, size)
+        h, w = img.shape[:2]
+    y, x = (h - size) // 2, (w - size) // 2
+    return img[y:y + size, x:x + size]
+
+
+def augment_config(augment: Any):
+    """``True``/``False``/``None``, a dict of :class:`~dfkit.train.augment.AugmentConfig` fields (defaults for the
+    rest) or an ``AugmentConfig`` -> an ``AugmentConfig`` or ``None`` (no augmentation)."""
+    from dfkit.train.augment import AugmentConfig
+
+    if augment is None or augment is False:
+        return None
+    if augment is True:
+        return AugmentConfig()
+    if isinstance(augment, AugmentConfig):
+        return augment
+    if isinstance(augment, dict):
+        known = set(AugmentConfig().to_dict())
+        unknown = sorted(set(augment) - known)
+        if unknown:
+            raise DfkitError(f"unknown augmentation setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        vals = {k: tuple(v) if isinstance(v, list) else v for k, v in augment.items()}
+        return AugmentConfig(**vals)
+    raise DfkitError(f"augment must be true/false or a mapping of augmentation settings, not {augment!r}")
+
+
+class CropDataset:
+    """A map-style torch dataset over corpus rows (``_file``/``_row`` locate each crop in ``files``).
+
+    Items are ``{"image": uint8 tensor 3 x S x S, "label": int, "video_key": str, "index": int}`` (``image`` is a
+    normalised float tensor instead when ``mean``/``std`` are given). ``__getitems__`` returns a whole collated batch
+    (see the module docstring). ``set_epoch`` reseeds the augmentations.
+    """
+
+    def __init__(self, files: Sequence[Path], meta: pd.DataFrame, img_size: int, *, augment: Any = None,
+                 seed: int = 0, labels: Sequence[int] | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, crop: str = "resize") -> None:
+        from dfkit.corpus.reader import CropReader
+
+        self.reader = CropReader(files)
+        meta = meta.reset_index(drop=True)
+        self._file = meta["_file"].to_numpy(dtype=np.int64)
+        self._row = meta["_row"].to_numpy(dtype=np.int64)
+        if labels is None:
+            labels = meta["target"].to_numpy() if "target" in meta else np.full(len(meta), -1)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if "video_key" in meta:
+            keys = meta["video_key"].astype(str).to_numpy()
+        else:
+            keys = (meta["dataset"].astype(str) + "/" + meta["video_id"].astype(str)).to_numpy()
+        self.video_keys = keys
+        self.img_size = int(img_size)
+        if crop not in CROP_MODES:
+            raise DfkitError(f"crop must be one of {', '.join(CROP_MODES)}, not {crop!r}")
+        self.crop = crop
+        self.augmenter = None
+        acfg = augment_config(augment)
+        if acfg is not None:
+            from dfkit.train.augment import Augmenter
+
+            self.augmenter = Augmenter(acfg)
+            if not self.augmenter.enabled:
+                self.augmenter = None
+        self.seed = int(seed)
+        self.epoch = 0
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _image(self, i: int, data: bytes) -> np.ndarray:
+        img = _decode(data)
+        if self.augmenter is not None:
+            from dfkit.train.augment import sample_rng
+
+            img = self.augmenter(img, sample_rng(self.seed, self.epoch, i))
+        return fit_crop(img, self.img_size, self.crop)
+
+    def _finish(self, x):
+        """uint8 ``B x 3 x S x S`` -> normalised float when mean/std were given."""
+        if self.mean is None:
+            return x
+        return normalize_batch(x, self.mean, self.std)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        i = int(i)
+        img = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        if self.mean is not None:
+            x = self._finish(x[None])[0]
+        return {"image": x, "label": int(self.labels[i]), "video_key": str(self.video_keys[i]), "index": i}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        import torch
+
+        idx = np.asarray([int(i) for i in indices], dtype=np.int64)
+        s = self.img_size
+        out = np.empty((len(idx), s, s, 3), dtype=np.uint8)
+        # read in shard order, so each small row group is read once per batch (the reader caches it)
+        for k in np.lexsort((self._row[idx], self._file[idx])):
+            i = int(idx[k])
+            out[k] = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
+        x = torch.from_numpy(out).permute(0, 3, 1, 2)  # a view; made contiguous by the float conversion
+        return {"image": self._finish(x), "label": torch.from_numpy(self.labels[idx]),
+                "video_key": [str(self.video_keys[i]) for i in idx], "index": torch.from_numpy(idx)}
+
+
+def normalize_batch(x, mean: Sequence[float], std: Sequence[float]):
+    """uint8 (or float in 0-255) ``B x 3 x H x W`` -> float32 ``(x / 255 - mean) / std``, contiguous."""
+    import torch
+
+    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    inv = torch.tensor([1.0 / (255.0 * v) for v in std], dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x.to(dtype=torch.float32, memory_format=torch.contiguous_format) - m).mul_(inv)
+
+
+def collate(batch: Any) -> dict[str, Any]:
+    """Collate for :class:`CropDataset`: passes a batch from ``__getitems__`` through, stacks single items."""
+    import torch
+
+    if isinstance(batch, dict):
+        return batch
+    return {"image": torch.stack([b["image"] for b in batch]),
+            "label": torch.as_tensor([b["label"] for b in batch], dtype=torch.long),
+            "video_key": [b["video_key"] for b in batch],
+            "index": torch.as_tensor([b["index"] for b in batch], dtype=torch.long)}
+
+
+def worker_context():
+    """The multiprocessing context of the DataLoader workers: the platform default (``fork`` on Linux), or the one
+    named by ``$DFKIT_WORKER_START`` (``fork``, ``forkserver``, ``spawn``; the latter two need the usual
+    ``if __name__ == "__main__":`` guard in scripts)."""
+    import multiprocessing as mp
+
+    name = os.environ.get("DFKIT_WORKER_START")
+    return mp.get_context(name) if name else None
+
+
+class _OneCv2Thread:
+    """Around the start of DataLoader workers: OpenCV in the parent set to one thread, so that the forked workers
+    inherit a single-threaded OpenCV (workers are the parallelism; a pool per worker would oversubscribe the cores).
+    Calling ``cv2.setNumThreads`` *inside* a forked worker is not an option: after the parent has used OpenCV's
+    thread pool (e.g. the quality step earlier in ``dfkit demo``), it hangs the worker for ever."""
+
+    def __enter__(self):
+        import cv2
+
+        self.n = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+
+    def __exit__(self, *exc):
+        import cv2
+
+        cv2.setNumThreads(self.n)
+
+
+class BatchLoader:
+    """Iterates a DataLoader of uint8 :class:`CropDataset` batches and hands out float batches normalised with
+    ``mean``/``std``, on ``device``. Exposes ``sampler``/``batch_sampler``/``dataset`` and ``len()`` so the training
+    loop can set the epoch and count steps."""
+
+    def __init__(self, loader, mean: Sequence[float], std: Sequence[float], device: str | Any = "cpu") -> None:
+        self.loader = loader
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.device = device
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    @property
+    def sampler(self):
+        return self.loader.sampler
+
+    @property
+    def batch_sampler(self):
+        return self.loader.batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        import torch
+
+        dev = torch.device(self.device) if not isinstance(self.device, torch.device) else self.device
+        if getattr(self.loader, "num_workers", 0) > 0:
+            with _OneCv2Thread():
+                it = iter(self.loader)  # forks the workers
+        else:
+            it = iter(self.loader)
+        for b in it:
+            x = b["image"]
+            if x.dtype == torch.uint8:
+                x = normalize_batch(x.to(dev, non_blocking=True), self.mean, self.std)
+            b["image"] = x
+            yield b
+
+
+def _dataloader(ds: CropDataset, batch_size: int, workers: int, sampler=None, shuffle: bool = False,
+                drop_last: bool = False, pin_memory: bool = False):
+    from torch.utils.data import DataLoader
+
+    kw: dict[str, Any] = {}
+    if workers > 0:
+        kw.update(prefetch_factor=4, multiprocessing_context=worker_context())
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=shuffle, drop_last=drop_last,
+                      num_workers=workers, collate_fn=collate, pin_memory=pin_memory, **kw)
+
+
+def make_loaders(sel: DataSelection, *, img_size: int, batch_size: int, workers: int, mean: Sequence[float],
+                 std: Sequence[float], augment: bool | Any = True, balanced: bool = True, seed: int = 0,
+                 device: str | Any = "cpu", train_rows: pd.DataFrame | None = None,
+                 samples_per_epoch: int | None = None, crop: str = "resize"):
+    """``(train_loader, val_loader or None)`` for :func:`dfkit.train.loop.train`. The training loader draws
+    class-balanced (``balanced``) or shuffled batches, drops the last incomplete batch (BatchNorm), augments
+    (``augment``: bool, a dict of :class:`~dfkit.train.augment.AugmentConfig` fields or one), and fits each crop to
+    ``img_size`` by ``crop`` (:func:`fit_crop`). ``samples_per_epoch`` fixes the crops
+    drawn per epoch (default: the training set's size), e.g. to train equally many steps on sets of other sizes."""
+    import torch
+
+    from dfkit.train.sampler import ClassBalancedSampler
+
+    rows = sel.train if train_rows is None else train_rows
+    pin = str(device).startswith("cuda")
+    tr = CropDataset(sel.files, rows, img_size, augment=augment, seed=seed, crop=crop)
+    n = int(samples_per_epoch) if samples_per_epoch else len(tr)
+    bs = max(1, min(int(batch_size), n))
+    if balanced:
+        sampler = ClassBalancedSampler(tr.labels, num_samples=n, seed=seed)
+    else:
+        from torch.utils.data import RandomSampler
+
+        g = torch.Generator()
+        g.manual_seed(seed)
+        sampler = RandomSampler(tr, replacement=n > len(tr), num_samples=n, generator=g)
+    train_dl = _dataloader(tr, bs, workers, sampler=sampler, drop_last=True, pin_memory=pin)
+    val_dl = None
+    if len(sel.val):
+        val_dl = make_eval_loader(sel.files, sel.val, img_size=img_size, batch_size=2 * bs, workers=workers,
+                                  mean=mean, std=std, device=device, crop=crop)
+    return BatchLoader(train_dl, mean, std, device), val_dl
+
+
+def make_eval_loader(files: Sequence[Path], rows: pd.DataFrame, *, img_size: int, batch_size: int, workers: int,
+                     mean: Sequence[float], std: Sequence[float], device: str | Any = "cpu",
+                     crop: str = "resize") -> BatchLoader:
+    """A loader over ``rows`` in their order (no augmentation, nothing dropped)."""
+    ds = CropDataset(files, rows, img_size, augment=None, crop=crop)
+    dl = _dataloader(ds, max(1, int(batch_size)), workers, shuffle=False, drop_last=False,
+                     pin_memory=str(device).startswith("cuda"))
+    return BatchLoader(dl, mean, std, device)

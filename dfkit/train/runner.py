@@ -1,0 +1,310 @@
+"""``dfkit train`` as a function: settings -> data -> model -> :func:`dfkit.train.loop.train` -> a run folder.
+
+A run folder holds::
+
+    config.yaml / config.json   the resolved settings (defaults < --config FILE < command line), classes, counts
+    data.json                   frames and videos per split and class, notes on the selection
+    splits.parquet              the per-video split used (identity re-splits computed for the run)
+    last.safetensors/.json      the latest checkpoint (model, optimizer, scheduler, random states): --resume
+    best.safetensors/.json      the best epoch by validation (video-level balanced accuracy)
+    history.json                one record per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from dfkit.errors import DfkitError
+from dfkit.train.data import TASKS, DataSelection, default_workers, make_loaders, parse_list, select_data
+
+Echo = Callable[[str], None]
+
+__all__ = ["TrainSettings", "load_settings_file", "train_run", "default_threads"]
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads by default: the cores the DataLoader workers leave free (at least 1)."""
+    return max(1, (os.cpu_count() or 1) - max(0, int(workers)))
+
+
+@dataclass
+class TrainSettings:
+    """Everything ``dfkit train`` takes (one field per option; a YAML ``--config`` file holds the same keys)."""
+
+    corpus: str | None = None
+    task: str = "attribution"
+    backbone: str = "efficientnet_b0"
+    datasets: list[str] | None = None
+    methods: list[str] | None = None
+    compression: list[str] | None = None
+    min_quality: float | None = None
+    max_quality: float | None = None
+    split: str = "official"
+    split_seed: int = 0  # seed of a computed identity re-split (kept apart from --seed: same split for every seed)
+    epochs: int = 10
+    img_size: int | None = None  # default: the backbone's
+    crop: str = "resize"  # resize (the whole crop to img_size) | center (central img_size px at stored resolution)
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    out: str | None = None
+    contrastive: str | None = None  # None or "supcon"
+    contrastive_mode: str = "joint"  # joint | probe
+    contrastive_weight: float = 0.5
+    temperature: float = 0.1
+    probe_epochs: int = 5
+    pretrained: bool = False
+    weights: str | None = None
+    augment: bool | dict = True  # or a mapping of AugmentConfig fields (e.g. {blur: false, channel_gain: true})
+    drop_real: bool = False
+    balanced: bool = True
+    samples_per_epoch: int | None = None  # crops drawn per epoch (default: the training set's size)
+    device: str = "auto"
+    amp: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    progress: bool = True
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "settings") -> "TrainSettings":
+        d = {str(k).replace("-", "_"): v for k, v in (d or {}).items()}
+        unknown = sorted(set(d) - set(cls.keys()))
+        if unknown:
+            raise DfkitError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(cls.keys())}")
+        s = cls(**d)
+        s.normalise()
+        return s
+
+    def merged(self, overrides: dict[str, Any]) -> "TrainSettings":
+        """A copy with ``overrides`` (``None`` values are ignored: "not given")."""
+        d = self.to_dict()
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return TrainSettings.from_dict(d)
+
+    def normalise(self) -> None:
+        for name in ("datasets", "methods", "compression"):
+            setattr(self, name, parse_list(getattr(self, name)))
+        if isinstance(self.contrastive, str) and self.contrastive.lower() in ("", "none", "off"):
+            self.contrastive = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        from dfkit.train.backbones import list_backbones
+
+        if self.task not in TASKS:
+            raise DfkitError(f"unknown task {self.task!r}: use binary or attribution")
+        if self.backbone not in list_backbones():
+            raise DfkitError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
+        if self.contrastive not in (None, "supcon"):
+            raise DfkitError(f"unknown --contrastive {self.contrastive!r}: the only one is supcon")
+        if self.contrastive_mode not in ("joint", "probe"):
+            raise DfkitError(f"--contrastive-mode must be joint or probe, not {self.contrastive_mode!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise DfkitError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.img_size is not None and int(self.img_size) < 8:
+            raise DfkitError("--img-size must be >= 8")
+        from dfkit.train.data import CROP_MODES, augment_config
+
+        if self.crop not in CROP_MODES:
+            raise DfkitError(f"--crop must be one of {', '.join(CROP_MODES)}, not {self.crop!r}")
+        augment_config(self.augment)  # DfkitError for unknown augmentation settings
+        if self.lr <= 0:
+            raise DfkitError("--lr must be > 0")
+        for q in (self.min_quality, self.max_quality):
+            if q is not None and not 0 <= float(q) <= 1:
+                raise DfkitError("quality thresholds lie in [0, 1]")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise DfkitError(f"--device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise DfkitError(f"--device {self.device}: CUDA is not available on this machine")
+        if self.weights is not None and not Path(self.weights).expanduser().exists():
+            raise DfkitError(f"--weights: no such file {self.weights}")
+
+
+def load_settings_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (or JSON) settings file -> dict (keys as the command-line options, ``-`` or ``_``)."""
+    import yaml
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DfkitError(f"--config: no such file {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DfkitError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DfkitError(f"{p}: expected a mapping of settings (task: attribution, backbone: ...)")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(TrainSettings.keys()))
+    if unknown:
+        raise DfkitError(f"{p}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def default_out(s: TrainSettings) -> str:
+    ds = "-".join(s.datasets) if s.datasets else "all"
+    return str(Path("runs") / f"{s.task}_{s.backbone}_{ds}_{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _build_model(s: TrainSettings, num_classes: int, img_size: int):
+    import torch
+
+    from dfkit.train.backbones import create_backbone
+
+    import logging
+
+    torch.manual_seed(int(s.seed))
+    lg = logging.getLogger("dfkit.train")
+    level = lg.level
+    lg.setLevel(logging.ERROR)  # the from-scratch warning is said by train_run, once
+    try:
+        return create_backbone(s.backbone, num_classes=num_classes, pretrained=bool(s.pretrained),
+                               weights=Path(s.weights).expanduser() if s.weights else None, img_size=img_size)
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as e:
+        raise DfkitError(f"backbone {s.backbone}: {str(e).splitlines()[0]}") from None
+    finally:
+        lg.setLevel(level)
+
+
+def _write_config(out: Path, resolved: dict[str, Any]) -> None:
+    import yaml
+
+    (out / "config.json").write_text(json.dumps(resolved, indent=1))
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = False, overwrite: bool = False,
+              selection: DataSelection | None = None, train_rows: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Train one run (see the module docstring). Returns the loop's summary plus ``run_dir``, ``class_names``,
+    ``counts`` and ``seconds``.
+
+    ``selection`` / ``train_rows``: pass a prepared selection (and a subset of its training rows), as the
+    experiments do; otherwise the data is selected from ``settings``. ``resume`` continues ``settings.out`` from
+    its ``last`` checkpoint (with the run's saved split and classes); without it an existing run is refused unless
+    ``overwrite``."""
+    import torch
+
+    from dfkit.config import resolve_corpus
+    from dfkit.train.backbones import backbone_spec
+    from dfkit.train.checkpoint import checkpoint_paths
+    from dfkit.train.loop import TrainConfig, train
+
+    s = settings
+    s.normalise()
+    s.validate()
+    t0 = time.perf_counter()
+    out = Path(s.out or default_out(s)).expanduser()
+    s.out = str(out)
+    has_run = checkpoint_paths(out / "last")[1].exists()
+    saved: dict[str, Any] = {}
+    if resume:
+        if not has_run:
+            raise DfkitError(f"--resume: {out} holds no run to continue (no last.json)")
+        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    elif has_run and not overwrite:
+        raise DfkitError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    corpus_root = Path(s.corpus).expanduser() if s.corpus else resolve_corpus(None)
+    s.corpus = str(corpus_root.resolve()) if corpus_root.exists() else str(corpus_root)
+    spec = backbone_spec(s.backbone)
+    img_size = int(s.img_size or spec.default_img_size)
+    s.img_size = img_size
+    workers = default_workers() if s.workers is None else max(0, int(s.workers))
+    threads = default_threads(workers) if s.threads is None else max(1, int(s.threads))
+    s.workers, s.threads = workers, threads
+
+    if selection is None:
+        assignment = None
+        if resume and (out / "splits.parquet").exists() and s.split == saved.get("split", s.split):
+            assignment = pd.read_parquet(out / "splits.parquet") if s.split not in ("official",) else None
+        selection = select_data(corpus_root, task=s.task, datasets=s.datasets, methods=s.methods,
+                                compression=s.compression, split=s.split, min_quality=s.min_quality,
+                                max_quality=s.max_quality, drop_real=s.drop_real, seed=s.split_seed,
+                                assignment=assignment, class_names=saved.get("class_names") if resume else None)
+    names = selection.class_names
+    if resume and saved.get("class_names") and saved["class_names"] != names:
+        raise DfkitError(f"--resume: the selection's classes {names} differ from the run's {saved['class_names']}")
+    rows = selection.train if train_rows is None else train_rows
+    out.mkdir(parents=True, exist_ok=True)
+    if has_run and not resume:  # --overwrite: no stale checkpoint of the old run may survive
+        for name in ("last.safetensors", "last.json", "best.safetensors", "best.json", "history.json"):
+            (out / name).unlink(missing_ok=True)
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = _build_model(s, len(names), img_size)
+        if model.weights_source == "scratch":
+            echo(f"{s.backbone}: training from scratch (no pretrained weights: pass --pretrained with internet "
+                 "access, or --weights PATH)")
+        dev = "cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto"
+                                                                             else s.device)
+        train_loader, val_loader = make_loaders(selection, img_size=img_size, batch_size=s.batch_size,
+                                                workers=workers, mean=model.mean, std=model.std,
+                                                augment=s.augment, balanced=s.balanced, seed=s.seed, device=dev,
+                                                train_rows=rows, samples_per_epoch=s.samples_per_epoch,
+                                                crop=s.crop)
+        counts = selection.counts()
+        if train_rows is not None:
+            counts["train"] = {"frames": int(len(rows)), "videos": int(rows["video_key"].nunique()),
+                               "per_class": {str(c): {"frames": int(len(g)), "videos": int(g["video_key"].nunique())}
+                                             for c, g in rows.groupby("class_name")}}
+        resolved = {**s.to_dict(), "class_names": names, "weights_source": model.weights_source,
+                    "device_used": dev, "counts": counts, "notes": selection.notes, "dfkit_command": "train"}
+        _write_config(out, resolved)
+        (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
+                                                   "class_names": names}, indent=1))
+        assign = selection.assignment
+        if assign is None:
+            vids = pd.concat([selection.train, selection.val, selection.test])
+            assign = vids[["dataset", "video_id", "split"]].drop_duplicates(["dataset", "video_id"])
+        assign.to_parquet(out / "splits.parquet", index=False)
+        tr = counts["train"]
+        echo(f"data: {s.task}, classes {', '.join(names)}; train {tr['frames']} crops / {tr['videos']} videos, "
+             f"val {counts['val']['frames']} / {counts['val']['videos']}, split {s.split}"
+             + (f", min quality {s.min_quality}" if s.min_quality is not None else ""))
+        for n in selection.notes:
+            echo(f"  note: {n}")
+        if val_loader is None:
+            echo("  note: no validation crops: the last epoch is kept as best")
+        cfg = TrainConfig(epochs=int(s.epochs), lr=float(s.lr), weight_decay=float(s.weight_decay),
+                          warmup_epochs=float(s.warmup_epochs), label_smoothing=float(s.label_smoothing),
+                          contrastive=s.contrastive, contrastive_mode=s.contrastive_mode,
+                          contrastive_weight=float(s.contrastive_weight), temperature=float(s.temperature),
+                          probe_epochs=int(s.probe_epochs), device=dev, amp=bool(s.amp), seed=int(s.seed),
+                          progress=bool(s.progress))
+        if resume:
+            from dfkit.train.checkpoint import read_checkpoint_meta
+
+            done = int(read_checkpoint_meta(out / "last")["meta"]["epoch"])
+            total = s.epochs + (s.probe_epochs if s.contrastive and s.contrastive_mode == "probe" else 0)
+            echo(f"resuming {out} after epoch {done} (of {total})")
+        meta = {"settings": s.to_dict(), "corpus": s.corpus, "task": s.task, "split": s.split,
+                "datasets": s.datasets}
+        summary = train(model, train_loader, val_loader, cfg, out, class_names=names, resume=resume, meta=meta)
+    finally:
+        torch.set_num_threads(old_threads)
+    summary.update(run_dir=str(out), class_names=names, counts=counts, seconds=time.perf_counter() - t0)
+    best = summary.get("best_metric")
+    echo(f"trained {summary['epochs_done']} epochs in {summary['seconds']:.0f} s; best epoch {summary['best_epoch']}"
+         + (f" (val {summary['select']} {best:.3f})" if best is not None else "") + f"; run: {out}")
+    return summary
