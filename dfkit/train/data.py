@@ -187,6 +187,24 @@ class DataSelection:
         return out
 
 
+def corpus_view(root: Path, split: str, datasets: Sequence[str] | None):
+    """The corpus under ``split``'s scheme -- a re-split stored in the corpus (``dfkit splits resplit``) when
+    ``split`` names one, else the official split (the caller then applies a computed assignment) -- with its
+    metadata, after checking that ``datasets`` exist. Returns ``(view, metadata, scheme)``."""
+    from dfkit.corpus.reader import Corpus
+
+    scheme = split if split != "official" and (root / "splits" / f"{split}.parquet").exists() else "official"
+    view = Corpus(root).select(split_scheme=scheme)
+    meta = view.metadata()
+    if meta.empty:
+        raise DfkitError(f"{root}: the corpus holds no crops (run `dfkit ingest` first)")
+    known = sorted(meta["dataset"].unique())
+    unknown = [d for d in datasets or [] if d not in known]
+    if unknown:
+        raise DfkitError(f"unknown dataset(s) {', '.join(unknown)} in {root}; it holds: {', '.join(known)}")
+    return view, meta, scheme
+
+
 def _with_targets(df: pd.DataFrame, task: str, class_names: Sequence[str]) -> pd.DataFrame:
     df = df.copy()
     df["class_name"] = target_names(task, df).to_numpy() if len(df) else []
@@ -216,27 +234,15 @@ def select_data(
     ``class_names``: fix the classes (e.g. when resuming) instead of deriving them from the training data.
     Raises :class:`~dfkit.errors.DfkitError` for user errors (unknown dataset, no quality scores, empty training set).
     """
-    from dfkit.corpus.reader import Corpus, Filter
+    from dfkit.corpus.reader import Filter
 
     if task not in TASKS:
         raise DfkitError(f"unknown task {task!r}: use binary or attribution")
     root = Path(root).expanduser()
-    corpus = Corpus(root)
     datasets, methods, compression = parse_list(datasets), parse_list(methods), parse_list(compression)
-    scheme = "official"
-    if split != "official" and (root / "splits" / f"{split}.parquet").exists():
-        scheme = split  # a re-split stored in the corpus (dfkit splits resplit)
-    elif split != "official" and assignment is None:
+    whole, meta_all, scheme = corpus_view(root, split, datasets)
+    if scheme == "official" and split != "official" and assignment is None:
         assignment = split_assignment(root, split, seed)
-    whole = corpus.select(split_scheme=scheme)
-    meta_all = whole.metadata()
-    if meta_all.empty:
-        raise DfkitError(f"{root}: the corpus holds no crops (run `dfkit ingest` first)")
-    known = sorted(meta_all["dataset"].unique())
-    if datasets:
-        unknown = [d for d in datasets if d not in known]
-        if unknown:
-            raise DfkitError(f"unknown dataset(s) {', '.join(unknown)} in {root}; it holds: {', '.join(known)}")
     meta = Filter(datasets=tuple(datasets) if datasets else None,
                   compression=tuple(compression) if compression else None).apply(meta_all)
     meta = apply_split(meta.reset_index(drop=True), assignment)

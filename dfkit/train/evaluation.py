@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dfkit.errors import DfkitError
-from dfkit.train.data import REAL, apply_split, parse_list, split_assignment
+from dfkit.train.data import REAL, apply_split, corpus_view, parse_list, split_assignment
 
 Echo = Callable[[str], None]
 
@@ -34,21 +34,12 @@ __all__ = ["eval_run", "eval_rows", "save_predictions", "summary_line"]
 
 def _rows_for(run_dir: Path, cfg: dict[str, Any], root: Path, datasets: list[str] | None, split: str,
               min_quality: float | None) -> tuple[pd.DataFrame, list[Path], list[str]]:
-    from dfkit.corpus.reader import Corpus, Filter
+    from dfkit.corpus.reader import Filter
 
     notes: list[str] = []
     mode = cfg.get("split", "official")
-    corpus = Corpus(root)
-    scheme = mode if mode != "official" and (root / "splits" / f"{mode}.parquet").exists() else "official"
-    whole = corpus.select(split_scheme=scheme)
-    meta = whole.metadata()
-    if meta.empty:
-        raise DfkitError(f"{root}: the corpus holds no crops")
-    known = sorted(meta["dataset"].unique())
+    whole, meta, scheme = corpus_view(root, mode, datasets)
     if datasets:
-        unknown = [d for d in datasets if d not in known]
-        if unknown:
-            raise DfkitError(f"unknown dataset(s) {', '.join(unknown)} in {root}; it holds: {', '.join(known)}")
         meta = meta[meta["dataset"].isin(datasets)]
     if scheme == "official" and mode != "official":
         saved = run_dir / "splits.parquet"
