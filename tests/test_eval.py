@@ -11,18 +11,12 @@ import pytest
 import torch
 
 from tests.test_train_cli import demo_corpus, one_thread, run_cli  # noqa: F401 - fixtures
+from tests.test_train_metrics import CLASSES
+from tests.test_train_metrics import PROBS as KNOWN_PROBS
 
-CLASSES = ["real", "A", "B"]
-# 5 videos x 2 frames (the fixed set of tests/test_train_metrics.py), plus 2 videos of a method the model lacks
-PROBS = np.array([
-    [0.7, 0.2, 0.1], [0.4, 0.5, 0.1],   # v1 real -> video mean [0.55, 0.35, 0.10] -> real
-    [0.6, 0.3, 0.1], [0.8, 0.1, 0.1],   # v2 real -> [0.70, 0.20, 0.10] -> real
-    [0.2, 0.7, 0.1], [0.3, 0.3, 0.4],   # v3 A    -> [0.25, 0.50, 0.25] -> A
-    [0.1, 0.2, 0.7], [0.2, 0.3, 0.5],   # v4 A    -> [0.15, 0.25, 0.60] -> B
-    [0.1, 0.1, 0.8], [0.5, 0.2, 0.3],   # v5 B    -> [0.30, 0.15, 0.55] -> B
-    [0.6, 0.3, 0.1], [0.2, 0.6, 0.2],   # v6 C (unseen): frames -> real, A; video [0.4, 0.45, 0.15] -> A
-    [0.1, 0.1, 0.8], [0.2, 0.2, 0.6],   # v7 C (unseen): -> B, B
-])
+# the hand-computed set of tests/test_train_metrics.py (5 videos x 2 frames), plus 2 videos of a method the model
+# lacks: v6 C (unseen): frames -> real, A; video [0.4, 0.45, 0.15] -> A;  v7 C (unseen): -> B, B
+PROBS = np.vstack([KNOWN_PROBS, [[0.6, 0.3, 0.1], [0.2, 0.6, 0.2], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]])
 METHOD = ["real"] * 4 + ["A"] * 4 + ["B"] * 2 + ["C"] * 4
 
 
