@@ -27,7 +27,8 @@ normalises it with the backbone's mean/std on the target device (4x less data be
 than float32). Batches are ``{"image", "label", "video_key", "index"}``, what :func:`dfkit.train.loop.train` expects
 (``video_key`` = ``dataset/video_id``).
 
-Training batches come from a :class:`~dfkit.train.sampler.ClassBalancedSampler` (seeded per epoch) and, unless
+Training batches come from a :class:`~dfkit.train.sampler.ClassBalancedSampler` (seeded per epoch; sharded over the
+processes of a ``torchrun`` job) and, unless
 turned off, the seeded augmentations of :mod:`dfkit.train.augment` (applied at the stored crop size, before the
 resize; one generator per ``(seed, epoch, index)``).
 """
@@ -83,9 +84,10 @@ def parse_list(x: str | Iterable[str] | None) -> list[str] | None:
     return items or None
 
 
-def default_workers() -> int:
-    """DataLoader workers by default: one core stays with the training process (1 on a 2-core machine, at most 8)."""
-    return max(1, min(8, (os.cpu_count() or 1) - 1))
+def default_workers(cores: int | None = None) -> int:
+    """DataLoader workers by default: of ``cores`` (default: the machine's), one stays with the training process
+    (1 on a 2-core machine, at most 8)."""
+    return max(1, min(8, (cores or os.cpu_count() or 1) - 1))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -574,33 +576,32 @@ def _dataloader(ds: CropDataset, batch_size: int, workers: int, sampler=None, sh
 def make_loaders(sel: DataSelection, *, img_size: int, batch_size: int, workers: int, mean: Sequence[float],
                  std: Sequence[float], augment: bool | Any = True, balanced: bool = True, seed: int = 0,
                  device: str | Any = "cpu", train_rows: pd.DataFrame | None = None,
-                 samples_per_epoch: int | None = None, crop: str = "resize"):
+                 samples_per_epoch: int | None = None, crop: str = "resize", num_replicas: int = 1, rank: int = 0):
     """``(train_loader, val_loader or None)`` for :func:`dfkit.train.loop.train`. The training loader draws
     class-balanced (``balanced``) or shuffled batches, drops the last incomplete batch (BatchNorm), augments
     (``augment``: bool, a dict of :class:`~dfkit.train.augment.AugmentConfig` fields or one), and fits each crop to
     ``img_size`` by ``crop`` (:func:`fit_crop`). ``samples_per_epoch`` fixes the crops
-    drawn per epoch (default: the training set's size), e.g. to train equally many steps on sets of other sizes."""
-    import torch
+    drawn per epoch (default: the training set's size), e.g. to train equally many steps on sets of other sizes.
 
-    from dfkit.train.sampler import ClassBalancedSampler
+    ``num_replicas``/``rank`` (data-parallel training, :mod:`dfkit.train.distributed`): this process's share of
+    every epoch (``batch_size`` is per process) and of the validation rows (every ``num_replicas``-th row from
+    ``rank``; the loop gathers the predictions)."""
+    from dfkit.train.sampler import ClassBalancedSampler, ShuffleSampler
 
     rows = sel.train if train_rows is None else train_rows
     pin = str(device).startswith("cuda")
     tr = CropDataset(sel.files, rows, img_size, augment=augment, seed=seed, crop=crop)
     n = int(samples_per_epoch) if samples_per_epoch else len(tr)
-    bs = max(1, min(int(batch_size), n))
+    bs = max(1, min(int(batch_size), -(-n // num_replicas)))
     if balanced:
-        sampler = ClassBalancedSampler(tr.labels, num_samples=n, seed=seed)
+        sampler = ClassBalancedSampler(tr.labels, num_samples=n, seed=seed, num_replicas=num_replicas, rank=rank)
     else:
-        from torch.utils.data import RandomSampler
-
-        g = torch.Generator()
-        g.manual_seed(seed)
-        sampler = RandomSampler(tr, replacement=n > len(tr), num_samples=n, generator=g)
+        sampler = ShuffleSampler(len(tr), num_samples=n, seed=seed, num_replicas=num_replicas, rank=rank)
     train_dl = _dataloader(tr, bs, workers, sampler=sampler, drop_last=True, pin_memory=pin)
     val_dl = None
     if len(sel.val):
-        val_dl = make_eval_loader(sel.files, sel.val, img_size=img_size, batch_size=2 * bs, workers=workers,
+        val_rows = sel.val.iloc[rank::num_replicas] if num_replicas > 1 else sel.val
+        val_dl = make_eval_loader(sel.files, val_rows, img_size=img_size, batch_size=2 * bs, workers=workers,
                                   mean=mean, std=std, device=device, crop=crop)
     return BatchLoader(train_dl, mean, std, device), val_dl
 
