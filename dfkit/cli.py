@@ -20,6 +20,15 @@ CorpusOpt = typer.Option(None, "--corpus", help="Corpus directory (default: $DFK
                          "`corpus:`, else ./dfkit-corpus).", show_default=False)
 
 
+@app.callback()
+def _one_process_unless_train(ctx: typer.Context) -> None:
+    # under torchrun only `dfkit train` shares its work out; any other command would run once per process
+    if ctx.invoked_subcommand != "train":
+        from dfkit.train.distributed import refuse_distributed
+
+        refuse_distributed(f"dfkit {ctx.invoked_subcommand}")
+
+
 def _corpus_path(arg: Optional[Path]) -> Path:
     from dfkit.config import resolve_corpus
 

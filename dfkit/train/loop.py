@@ -19,7 +19,12 @@
   be exact on the CPU; DataLoader worker seeds come from torch's generator, which is restored too).
 - ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``amp=True`` uses bfloat16 autocast on CUDA.
 
-Multi-GPU (``torchrun`` / DistributedDataParallel) is not implemented here yet: the loop runs on one device.
+- ``dist``: a :class:`~dfkit.train.distributed.DistContext` for data-parallel training under ``torchrun``: the step
+  runs through DistributedDataParallel (gradients averaged over the processes), SupCon sees the embeddings of all
+  processes, validation predictions are gathered, the epoch statistics summed, and only rank 0 shows progress and
+  writes files. The loaders must already be sharded (:func:`dfkit.train.data.make_loaders` with
+  ``num_replicas``/``rank``). A resumed data-parallel run restores the model, optimizer and schedule exactly, but
+  reseeds the random generators per ``(seed, epoch, rank)`` instead of restoring them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dfkit.train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from dfkit.train.distributed import SINGLE, DistContext, gather_plain, gather_with_grad
 from dfkit.train.losses import ProjectionHead, supcon_loss
 from dfkit.train.metrics import evaluate
 
@@ -197,13 +203,69 @@ def _phase_at(phases: list[_Phase], epoch: int) -> _Phase:
     return phases[-1]
 
 
+def _set_trainable(model: nn.Module, projection: nn.Module | None, phase: _Phase) -> None:
+    """What a phase trains: everything (``main``), all but the classifier head (``supcon``: the head gets no gradient
+    from SupCon), only the head (``probe``). Frozen parameters are left out of the optimizer and of DDP's reducer."""
+    mods = [model] + ([projection] if projection is not None else [])
+    for m in mods:
+        for p in m.parameters():
+            p.requires_grad_(phase.name != "probe")
+    if phase.name in ("supcon", "probe"):
+        for p in _head(model).parameters():
+            p.requires_grad_(phase.name == "probe")
+
+
+class _Step(nn.Module):
+    """One phase's forward pass as a module (what DistributedDataParallel wraps): ``x -> (logits or None,
+    projected embedding or None)``."""
+
+    def __init__(self, model: nn.Module, projection: nn.Module | None, phase: str, contrastive: bool) -> None:
+        super().__init__()
+        self.model, self.projection = model, projection
+        self.phase, self.contrastive = phase, contrastive
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.phase == "probe":
+            with torch.no_grad():
+                emb = _embed(self.model, x)
+            return _classify(self.model, emb.detach()), None
+        if self.phase == "supcon" or self.contrastive:
+            emb = _embed(self.model, x)
+            assert self.projection is not None
+            z = self.projection(emb)
+            return (None if self.phase == "supcon" else _classify(self.model, emb)), z
+        return self.model(x), None
+
+
+def _wrap(step: _Step, device: torch.device, ctx: DistContext) -> nn.Module:
+    if not ctx.enabled:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _predict_all(model: nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: bool,
+                 ctx: DistContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`predict` on this process's shard, gathered from every process (in rank order)."""
+    if not ctx.enabled:
+        return predict(model, loader, device, amp)
+    parts = ctx.all_gather_object(predict(model, loader, device, amp, allow_empty=True))
+    parts = [p for p in parts if len(p[1])]
+    if not parts:
+        raise ValueError("the validation loaders yielded no batch")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            [k for p in parts for k in p[2]])
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # prediction
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[dict[str, Any]], device: str | torch.device = "cpu",
-            amp: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Run ``model`` over ``loader``: returns ``(probs N x C, labels N, video_keys N)`` (softmax probabilities)."""
+            amp: bool = False, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Run ``model`` over ``loader``: returns ``(probs N x C, labels N, video_keys N)`` (softmax probabilities).
+    An empty loader is an error unless ``allow_empty`` (then ``probs`` is ``0 x 0``)."""
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -219,6 +281,8 @@ def predict(model: nn.Module, loader: Iterable[dict[str, Any]], device: str | to
     finally:
         model.train(was_training)
     if not probs:
+        if allow_empty:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
         raise ValueError("the loader yielded no batch")
     return np.concatenate(probs), np.concatenate(labels).astype(np.int64), keys
 
@@ -237,6 +301,7 @@ def train(
     resume: bool = False,
     meta: dict[str, Any] | None = None,
     stop_after_epoch: int | None = None,
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` and checkpoint it to ``out_dir`` (see the module docstring).
 
@@ -253,6 +318,7 @@ def train(
         resume: continue from ``out_dir/last`` if it exists (otherwise start afresh).
         meta: extra JSON metadata stored in every checkpoint under ``"run"`` (dataset, corpus, split ...).
         stop_after_epoch: return once this many epochs are complete (to split a run into jobs; resume later).
+        dist: the data-parallel context under ``torchrun`` (see the module docstring); default: one process.
 
     A fresh run seeds Python's, numpy's and torch's global generators with ``cfg.seed`` (the model's own
     initialisation happens before, in the caller: seed there too); a resumed run restores them from ``last``.
@@ -262,8 +328,12 @@ def train(
     """
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
     cfg.validate()
+    ctx = dist or SINGLE
+    if not ctx.is_main:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "progress": False})
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     use_amp = cfg.amp and device.type == "cuda"
     contrastive = cfg.contrastive == "supcon"
@@ -277,10 +347,10 @@ def train(
     last_path = out / "last"
     resuming = resume and checkpoint_paths(last_path)[1].exists()
     if not resuming:
-        if checkpoint_paths(last_path)[1].exists():
+        if checkpoint_paths(last_path)[1].exists() and ctx.is_main:
             logger.warning("%s already holds a run; starting afresh and overwriting it (resume=True continues it)",
                            out)
-        _seed_everything(cfg.seed)
+        _seed_everything(cfg.seed if not ctx.enabled else cfg.seed * 1000 + ctx.rank)
     projection: nn.Module | None = None
     if contrastive:
         emb_dim = int(getattr(model, "embed_dim"))
@@ -291,6 +361,7 @@ def train(
     extra_modules = {"projection": projection} if projection is not None and cfg.projection_dim > 0 else {}
 
     def make_optimizer(phase: _Phase) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        _set_trainable(model, projection, phase)
         if phase.name == "probe":
             groups = _param_groups([_head(model)], cfg.weight_decay)
             lr = cfg.probe_lr or cfg.lr
@@ -320,7 +391,9 @@ def train(
         same_phase = saved.get("phase") == current_phase.name
         load_checkpoint(last_path, model=model, modules=extra_modules or None,
                         optimizer=optimizer if same_phase else None, scheduler=scheduler if same_phase else None,
-                        restore_rng=True)
+                        restore_rng=not ctx.enabled)
+        if ctx.enabled:  # one saved generator state cannot serve every process
+            _seed_everything(int(np.random.SeedSequence([cfg.seed, start_epoch, ctx.rank]).generate_state(1)[0]))
         history = list(saved.get("history", []))
         best_metric = saved.get("best_metric")
         best_metric = -math.inf if best_metric is None else float(best_metric)
@@ -338,11 +411,11 @@ def train(
         assert optimizer is not None and scheduler is not None
         _set_epoch(train_loader, epoch)
         stats = _train_epoch(model, projection, train_loader, optimizer, scheduler, cfg, phase, device, use_amp,
-                             epoch, total_epochs, steps)
+                             epoch, total_epochs, steps, ctx)
         record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name, **stats}
         is_best = False
         if val_loader is not None and phase.name != "supcon":
-            probs, labels, keys = predict(model, val_loader, device, use_amp)
+            probs, labels, keys = _predict_all(model, val_loader, device, use_amp, ctx)
             if not names:
                 names = [str(i) for i in range(probs.shape[1])]
             res = evaluate(labels, probs, keys, names, n_boot=0)
@@ -361,6 +434,8 @@ def train(
             best_metric = record.get("val_selected") if record.get("val_selected") is not None else best_metric
             best_epoch = epoch + 1
         history.append(record)
+        if not ctx.is_main:
+            continue
         ckpt_meta = {
             "config": cfg.to_dict(),
             "class_names": names,
@@ -374,6 +449,7 @@ def train(
             "model": model.config() if hasattr(model, "config") else None,
             "history": history,
             "run": meta or {},
+            "world_size": ctx.world,
         }
         save_checkpoint(last_path, model=model, modules=extra_modules or None, optimizer=optimizer,
                         scheduler=scheduler, meta=ckpt_meta, rng=True)
@@ -381,6 +457,7 @@ def train(
             save_checkpoint(out / "best", model=model, modules=extra_modules or None, meta=ckpt_meta, rng=False)
         (out / "history.json").write_text(json.dumps(history, indent=1))
 
+    ctx.barrier()  # every process returns once rank 0 has written the run
     return {
         "out_dir": str(out),
         "epochs_done": len(history),
@@ -405,15 +482,17 @@ def _say(cfg: TrainConfig, msg: str) -> None:
 
 def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterable[dict[str, Any]],
                  optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig, phase: _Phase,
-                 device: torch.device, use_amp: bool, epoch: int, total_epochs: int, steps: int) -> dict[str, Any]:
+                 device: torch.device, use_amp: bool, epoch: int, total_epochs: int, steps: int,
+                 ctx: DistContext = SINGLE) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     probe = phase.name == "probe"
     supcon_only = phase.name == "supcon"
-    joint = phase.name == "main" and cfg.contrastive == "supcon"
+    contrastive = cfg.contrastive == "supcon"
     model.train(not probe)  # the probe keeps the backbone frozen, BatchNorm statistics included
     if projection is not None:
         projection.train(not probe)
+    step = _wrap(_Step(model, projection, phase.name, contrastive), device, ctx)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     loss_sum, correct, seen, n_batches = 0.0, 0, 0, 0
     t0 = time.perf_counter()
@@ -425,25 +504,14 @@ def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterabl
         x = batch["image"].to(device, non_blocking=True)
         y = torch.as_tensor(batch["label"]).to(device, non_blocking=True).long()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = None
-            if probe:
-                with torch.no_grad():
-                    emb = _embed(model, x)
-                logits = _classify(model, emb.detach())
+            logits, z = step(x)
+            loss = torch.zeros((), device=device)
+            if logits is not None:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            elif supcon_only or joint:
-                emb = _embed(model, x)
-                assert projection is not None
-                loss_con = supcon_loss(projection(emb), y, cfg.temperature)
-                if supcon_only:
-                    loss = loss_con
-                else:
-                    logits = _classify(model, emb)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing) \
-                        + cfg.contrastive_weight * loss_con
-            else:
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if z is not None:
+                # under DDP every process scores the global batch (see dfkit.train.distributed.gather_with_grad)
+                loss_con = supcon_loss(gather_with_grad(z, ctx), gather_plain(y, ctx), cfg.temperature)
+                loss = loss_con if supcon_only else loss + cfg.contrastive_weight * loss_con
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -461,12 +529,14 @@ def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterabl
         post = {"loss": f"{loss_sum / seen:.4f}"}
         if not supcon_only:
             post["acc"] = f"{correct / seen:.3f}"
-        post["samples/s"] = f"{seen / max(elapsed, 1e-9):.0f}"
+        post["samples/s"] = f"{seen * ctx.world / max(elapsed, 1e-9):.0f}"  # all processes (rank 0's pace)
         bar.set_postfix(post, refresh=False)
     bar.close()
     elapsed = time.perf_counter() - t0
     if seen == 0:
         raise ValueError("the training loader yielded no batch")
+    loss_sum, correct, seen = ctx.sum([loss_sum, float(correct), float(seen)])
+    seen = int(seen)
     return {
         "train_loss": loss_sum / seen,
         "train_accuracy": None if supcon_only else correct / seen,

@@ -8,6 +8,10 @@ A run folder holds::
     last.safetensors/.json      the latest checkpoint (model, optimizer, scheduler, random states): --resume
     best.safetensors/.json      the best epoch by validation (video-level balanced accuracy)
     history.json                one record per epoch
+
+Under ``torchrun`` (see :mod:`dfkit.train.distributed`) every process selects the same data and trains its shard of
+each epoch; rank 0 alone writes the run folder and prints. ``batch_size`` is per process; ``config.json`` records
+``world_size`` and ``global_batch_size``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ Echo = Callable[[str], None]
 __all__ = ["TrainSettings", "load_settings_file", "train_run", "default_threads"]
 
 
-def default_threads(workers: int) -> int:
-    """Torch threads by default: the cores the DataLoader workers leave free (at least 1)."""
-    return max(1, (os.cpu_count() or 1) - max(0, int(workers)))
+def default_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads by default: the cores (``cores``, default all of the machine's) the DataLoader workers leave
+    free (at least 1)."""
+    return max(1, (cores or os.cpu_count() or 1) - max(0, int(workers)))
 
 
 @dataclass
@@ -201,7 +206,22 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
     ``selection`` / ``train_rows``: pass a prepared selection (and a subset of its training rows), as the
     experiments do; otherwise the data is selected from ``settings``. ``resume`` continues ``settings.out`` from
     its ``last`` checkpoint (with the run's saved split and classes); without it an existing run is refused unless
-    ``overwrite``."""
+    ``overwrite``. Under ``torchrun`` this process joins the process group (and leaves it on return)."""
+    from dfkit.train.distributed import init_from_env, shutdown
+
+    s = settings
+    s.normalise()
+    s.validate()
+    ctx, dev = init_from_env(s.device)
+    try:
+        return _train_run(s, ctx, dev, echo if ctx.is_main else (lambda _msg: None), resume, overwrite, selection,
+                          train_rows)
+    finally:
+        shutdown(ctx)
+
+
+def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwrite: bool,
+               selection: DataSelection | None, train_rows: pd.DataFrame | None) -> dict[str, Any]:
     import torch
 
     from dfkit.config import resolve_corpus
@@ -209,9 +229,6 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
     from dfkit.train.checkpoint import checkpoint_paths
     from dfkit.train.loop import TrainConfig, train
 
-    s = settings
-    s.normalise()
-    s.validate()
     t0 = time.perf_counter()
     out = Path(s.out or default_out(s)).expanduser()
     s.out = str(out)
@@ -228,8 +245,8 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
     spec = backbone_spec(s.backbone)
     img_size = int(s.img_size or spec.default_img_size)
     s.img_size = img_size
-    workers = default_workers() if s.workers is None else max(0, int(s.workers))
-    threads = default_threads(workers) if s.threads is None else max(1, int(s.threads))
+    workers = default_workers(ctx.cores()) if s.workers is None else max(0, int(s.workers))
+    threads = default_threads(workers, ctx.cores()) if s.threads is None else max(1, int(s.threads))
     s.workers, s.threads = workers, threads
 
     if selection is None:
@@ -244,8 +261,10 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
     if resume and saved.get("class_names") and saved["class_names"] != names:
         raise DfkitError(f"--resume: the selection's classes {names} differ from the run's {saved['class_names']}")
     rows = selection.train if train_rows is None else train_rows
-    out.mkdir(parents=True, exist_ok=True)
-    if has_run and not resume:  # --overwrite: no stale checkpoint of the old run may survive
+    ctx.barrier()  # every process has looked at the run folder before rank 0 changes it
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if has_run and not resume and ctx.is_main:  # --overwrite: no stale checkpoint of the old run may survive
         for name in ("last.safetensors", "last.json", "best.safetensors", "best.json", "history.json"):
             (out / name).unlink(missing_ok=True)
 
@@ -256,32 +275,37 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
         if model.weights_source == "scratch":
             echo(f"{s.backbone}: training from scratch (no pretrained weights: pass --pretrained with internet "
                  "access, or --weights PATH)")
-        dev = "cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto"
-                                                                             else s.device)
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
         train_loader, val_loader = make_loaders(selection, img_size=img_size, batch_size=s.batch_size,
                                                 workers=workers, mean=model.mean, std=model.std,
                                                 augment=s.augment, balanced=s.balanced, seed=s.seed, device=dev,
                                                 train_rows=rows, samples_per_epoch=s.samples_per_epoch,
-                                                crop=s.crop)
+                                                crop=s.crop, num_replicas=ctx.world, rank=ctx.rank)
         counts = selection.counts()
         if train_rows is not None:
             counts["train"] = {"frames": int(len(rows)), "videos": int(rows["video_key"].nunique()),
                                "per_class": {str(c): {"frames": int(len(g)), "videos": int(g["video_key"].nunique())}
                                              for c, g in rows.groupby("class_name")}}
         resolved = {**s.to_dict(), "class_names": names, "weights_source": model.weights_source,
-                    "device_used": dev, "counts": counts, "notes": selection.notes, "dfkit_command": "train"}
-        _write_config(out, resolved)
-        (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
-                                                   "class_names": names}, indent=1))
-        assign = selection.assignment
-        if assign is None:
-            vids = pd.concat([selection.train, selection.val, selection.test])
-            assign = vids[["dataset", "video_id", "split"]].drop_duplicates(["dataset", "video_id"])
-        assign.to_parquet(out / "splits.parquet", index=False)
+                    "device_used": dev, "counts": counts, "notes": selection.notes, "dfkit_command": "train",
+                    "world_size": ctx.world, "global_batch_size": int(s.batch_size) * ctx.world}
+        if ctx.is_main:
+            _write_config(out, resolved)
+            (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
+                                                       "class_names": names}, indent=1))
+            assign = selection.assignment
+            if assign is None:
+                vids = pd.concat([selection.train, selection.val, selection.test])
+                assign = vids[["dataset", "video_id", "split"]].drop_duplicates(["dataset", "video_id"])
+            assign.to_parquet(out / "splits.parquet", index=False)
         tr = counts["train"]
         echo(f"data: {s.task}, classes {', '.join(names)}; train {tr['frames']} crops / {tr['videos']} videos, "
              f"val {counts['val']['frames']} / {counts['val']['videos']}, split {s.split}"
              + (f", min quality {s.min_quality}" if s.min_quality is not None else ""))
+        if ctx.enabled:
+            echo(f"data-parallel: {ctx.world} processes on {dev.split(':')[0]}, batch {s.batch_size} per process "
+                 f"({s.batch_size * ctx.world} per step)")
         for n in selection.notes:
             echo(f"  note: {n}")
         if val_loader is None:
@@ -300,7 +324,8 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
             echo(f"resuming {out} after epoch {done} (of {total})")
         meta = {"settings": s.to_dict(), "corpus": s.corpus, "task": s.task, "split": s.split,
                 "datasets": s.datasets}
-        summary = train(model, train_loader, val_loader, cfg, out, class_names=names, resume=resume, meta=meta)
+        summary = train(model, train_loader, val_loader, cfg, out, class_names=names, resume=resume, meta=meta,
+                        dist=ctx)
     finally:
         torch.set_num_threads(old_threads)
     summary.update(run_dir=str(out), class_names=names, counts=counts, seconds=time.perf_counter() - t0)
