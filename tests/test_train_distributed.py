@@ -102,8 +102,9 @@ def test_two_processes_train_exactly_like_one_with_twice_the_batch(demo_corpus, 
     assert info == {"world": 2, "checkpoint_is_model": True, "epochs_done": 3 if mode == "probe" else 2}
     ddp, one = _params(tmp_path / "ddp" / "last.safetensors"), _params(tmp_path / "one" / "last.safetensors")
     assert set(ddp) == set(one) and len(ddp) >= (10 if mode != "ce" else 6)
-    for k in ddp:
-        np.testing.assert_allclose(ddp[k], one[k], atol=2e-5, rtol=1e-4, err_msg=k)
+    for k in ddp:  # float summation order differs; Adam can enlarge that a little where gradients are ~0
+        np.testing.assert_allclose(ddp[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
+        assert float(np.abs(ddp[k] - one[k]).mean()) < 2e-6, k
     h_ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
     h_one = json.loads((tmp_path / "one" / "history.json").read_text())
     for a, b in zip(h_ddp, h_one, strict=True):
@@ -152,6 +153,17 @@ def test_torchrun_dfkit_train_writes_one_run_and_resumes(demo_corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(next(run.glob("eval_*_test/eval.json")).read_text())
     assert rep["overall"]["known"]["frame"]["accuracy"]["value"] is not None
+
+
+@needs_torchrun
+def test_batchnorm_statistics_are_one_model_after_every_epoch(demo_corpus, tmp_path):  # noqa: F811
+    r = _torchrun([str(HERE / "ddp_job.py"), str(demo_corpus), str(tmp_path / "bn"), "bn", "8"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    digests = [json.loads((tmp_path / "bn" / f"rank{i}.json").read_text())["digest"] for i in (0, 1)]
+    assert digests[0] == digests[1]  # running means/variances averaged: both processes hold the same model
+    assert json.loads((tmp_path / "bn" / "job.json").read_text())["checkpoint_is_model"] is True
+    running = _params(tmp_path / "bn" / "last.safetensors")
+    assert any("running_mean" in k for k in running)
 
 
 def test_other_commands_refuse_torchrun(demo_corpus, tmp_path):  # noqa: F811

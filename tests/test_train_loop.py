@@ -184,6 +184,22 @@ def test_frozen_backbone_in_probe(tmp_path):
     assert not torch.equal(after_supcon.head.weight, model.head.weight)
 
 
+def test_callers_frozen_parameters_stay_frozen_and_flags_come_back(tmp_path):
+    """The loop freezes per phase (the head during SupCon, the backbone in the probe) but never unfreezes what the
+    caller froze, and hands the model back with the caller's requires_grad flags."""
+    tl, vl = _loaders(n_train=12, n_val=6)
+    model = _model()
+    first = next(model.features.parameters())
+    first.requires_grad_(False)
+    before = first.detach().clone()
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    cfg = TrainConfig(epochs=1, probe_epochs=1, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
+                      progress=False)
+    train(model, tl, vl, cfg, tmp_path / "p")
+    assert torch.equal(first, before)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+
 def test_config_errors(tmp_path):
     tl, vl = _loaders(n_train=3, n_val=3)
     with pytest.raises(ValueError, match="unknown training settings"):

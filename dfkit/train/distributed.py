@@ -3,16 +3,19 @@
 ``dfkit train`` started by ``torchrun`` (``torchrun --nproc_per_node=4 -m dfkit train ...``) finds the launcher's
 environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and:
 
-- joins the process group: ``nccl`` on CUDA (process ``LOCAL_RANK`` uses GPU ``cuda:LOCAL_RANK``), ``gloo`` on the
-  CPU (``--device cpu``; what the tests use);
+- joins the process group: ``nccl`` on CUDA (process ``LOCAL_RANK`` uses GPU ``cuda:LOCAL_RANK``, or ``cuda:0`` when
+  each process sees one GPU), ``gloo`` on the CPU (``--device cpu``; what the tests use);
+- builds the model identically in every process (same seed; DDP also broadcasts rank 0's weights);
 - shards every epoch's batches: the samplers draw the same global index list in every process (seeded by
   ``(seed, epoch)``) and process ``r`` takes positions ``r, r + W, r + 2W, ...``, so one step of W processes with
   ``--batch-size B`` sees exactly the crops of one step of a single process with ``--batch-size W*B``, and DDP
-  averages the gradients (BatchNorm statistics stay per process: DDP's default, no SyncBatchNorm);
+  averages the gradients. BatchNorm normalises with per-process batch statistics (no SyncBatchNorm) and each process
+  updates its own running statistics during an epoch; they are averaged over the processes after every epoch;
 - shards validation and gathers the predictions, so every process takes the same best-epoch decision;
 - gathers the SupCon embeddings of all processes (with their gradients), so the contrastive loss sees the global
   batch, as a single process with the larger batch would;
-- writes the run folder (config, checkpoints, history) and shows progress from rank 0 only.
+- writes the run folder (config, checkpoints, history) and shows progress from rank 0 only; the folder must be on a
+  filesystem all processes read (``--resume`` loads it in every process).
 
 Without ``torchrun`` (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) nothing here does anything: :data:`SINGLE` is the
 context and the loop runs as before.
@@ -86,6 +89,19 @@ class DistContext:
         dist.all_reduce(t)
         return t.cpu().tolist()
 
+    def average_buffers(self, module: torch.nn.Module) -> None:
+        """Average the floating-point buffers (BatchNorm running statistics) of ``module`` over the processes, so
+        that every process validates and rank 0 saves the same model; integer buffers (batch counters) are equal
+        already and are left alone."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b.data)
+                b.data.div_(self.world)
+
     def cores(self) -> int:
         """The CPU cores of this machine that are this process's share."""
         return max(1, (os.cpu_count() or 1) // max(1, self.local_world))
@@ -130,19 +146,26 @@ def init_from_env(device: str) -> tuple[DistContext, str]:
     rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
     local_rank, local_world = _env_int("LOCAL_RANK", 0), _env_int("LOCAL_WORLD_SIZE", world)
     want_cuda = str(device).startswith("cuda") or (str(device) == "auto" and torch.cuda.is_available())
+    dev_id = None
     if want_cuda:
         if not torch.cuda.is_available():
             raise DfkitError(f"--device {device} under torchrun: CUDA is not available on this machine")
-        if local_rank >= torch.cuda.device_count():
-            raise DfkitError(f"torchrun started {local_world} processes on this machine but it has "
-                             f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node <= the GPU count")
-        torch.cuda.set_device(local_rank)
-        device, backend = f"cuda:{local_rank}", "nccl"
+        n_gpu = torch.cuda.device_count()
+        # one visible GPU per process (a scheduler set CUDA_VISIBLE_DEVICES): it is cuda:0 in every process
+        index = 0 if n_gpu == 1 else local_rank
+        if index >= n_gpu:
+            raise DfkitError(f"torchrun started {local_world} processes on this machine but it has {n_gpu} GPU(s): "
+                             "use --nproc_per_node <= the GPU count")
+        torch.cuda.set_device(index)
+        device, backend, dev_id = f"cuda:{index}", "nccl", torch.device("cuda", index)
     else:
         device, backend = "cpu", "gloo"
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        if dev_id is not None:
+            dist.init_process_group(backend=backend, device_id=dev_id)
+        else:
+            dist.init_process_group(backend=backend)
         owns = True
     return DistContext(rank=rank, world=world, local_rank=local_rank, local_world=local_world,
                        owns_group=owns), device

@@ -203,16 +203,20 @@ def _phase_at(phases: list[_Phase], epoch: int) -> _Phase:
     return phases[-1]
 
 
-def _set_trainable(model: nn.Module, projection: nn.Module | None, phase: _Phase) -> None:
+def _rank_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _set_trainable(model: nn.Module, projection: nn.Module | None, phase: _Phase,
+                   allowed: dict[nn.Parameter, bool]) -> None:
     """What a phase trains: everything (``main``), all but the classifier head (``supcon``: the head gets no gradient
-    from SupCon), only the head (``probe``). Frozen parameters are left out of the optimizer and of DDP's reducer."""
-    mods = [model] + ([projection] if projection is not None else [])
-    for m in mods:
+    from SupCon), only the head (``probe``) -- never a parameter the caller had frozen (``allowed`` False). Frozen
+    parameters are left out of DDP's reducer."""
+    head = set(_head(model).parameters()) if phase.name in ("supcon", "probe") else set()
+    for m in [model] + ([projection] if projection is not None else []):
         for p in m.parameters():
-            p.requires_grad_(phase.name != "probe")
-    if phase.name in ("supcon", "probe"):
-        for p in _head(model).parameters():
-            p.requires_grad_(phase.name == "probe")
+            on = (p in head) if phase.name == "probe" else (p not in head)
+            p.requires_grad_(bool(allowed.get(p, True)) and on)
 
 
 class _Step(nn.Module):
@@ -242,7 +246,10 @@ def _wrap(step: _Step, device: torch.device, ctx: DistContext) -> nn.Module:
         return step
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
+    # buffers (BatchNorm statistics) are not broadcast at every step: each process keeps its own during the epoch and
+    # the loop averages them after it (DistContext.average_buffers)
+    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
 
 
 def _predict_all(model: nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: bool,
@@ -346,28 +353,39 @@ def train(
 
     last_path = out / "last"
     resuming = resume and checkpoint_paths(last_path)[1].exists()
+    if ctx.enabled:  # rank 0 decides; the others must see the same run folder (a shared filesystem)
+        resuming = ctx.broadcast_object(resuming)
+        if resuming and not checkpoint_paths(last_path)[1].exists():
+            raise RuntimeError(f"rank {ctx.rank} cannot see {checkpoint_paths(last_path)[1]}: the run folder must be "
+                               "on a filesystem every process reads")
     if not resuming:
         if checkpoint_paths(last_path)[1].exists() and ctx.is_main:
             logger.warning("%s already holds a run; starting afresh and overwriting it (resume=True continues it)",
                            out)
-        _seed_everything(cfg.seed if not ctx.enabled else cfg.seed * 1000 + ctx.rank)
+        _seed_everything(cfg.seed)
     projection: nn.Module | None = None
     if contrastive:
         emb_dim = int(getattr(model, "embed_dim"))
         projection = ProjectionHead(emb_dim, cfg.projection_dim) if cfg.projection_dim > 0 else nn.Identity()
+    if ctx.enabled and ctx.rank > 0 and not resuming:
+        # rank 0 keeps the single-process stream; the others get their own (dropout) after the shared initialisation
+        _seed_everything(_rank_seed(cfg.seed, 0, ctx.rank))
     model.to(device)
     if projection is not None:
         projection.to(device)
     extra_modules = {"projection": projection} if projection is not None and cfg.projection_dim > 0 else {}
 
+    trainable_at_start = {p: p.requires_grad for m in (model, projection) if m is not None for p in m.parameters()}
+
     def make_optimizer(phase: _Phase) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        _set_trainable(model, projection, phase)
+        _set_trainable(model, projection, _Phase("main", 0, 0), trainable_at_start)
         if phase.name == "probe":
             groups = _param_groups([_head(model)], cfg.weight_decay)
             lr = cfg.probe_lr or cfg.lr
         else:
             groups = _param_groups([model] + list(extra_modules.values()), cfg.weight_decay)
             lr = cfg.lr
+        _set_trainable(model, projection, phase, trainable_at_start)  # after the groups: the optimizer keeps them
         opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
         total = max(1, phase.epochs * steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -393,7 +411,7 @@ def train(
                         optimizer=optimizer if same_phase else None, scheduler=scheduler if same_phase else None,
                         restore_rng=not ctx.enabled)
         if ctx.enabled:  # one saved generator state cannot serve every process
-            _seed_everything(int(np.random.SeedSequence([cfg.seed, start_epoch, ctx.rank]).generate_state(1)[0]))
+            _seed_everything(_rank_seed(cfg.seed, start_epoch, ctx.rank))
         history = list(saved.get("history", []))
         best_metric = saved.get("best_metric")
         best_metric = -math.inf if best_metric is None else float(best_metric)
@@ -412,6 +430,7 @@ def train(
         _set_epoch(train_loader, epoch)
         stats = _train_epoch(model, projection, train_loader, optimizer, scheduler, cfg, phase, device, use_amp,
                              epoch, total_epochs, steps, ctx)
+        ctx.average_buffers(model)  # per-process BatchNorm statistics -> one model for validation and checkpoint
         record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name, **stats}
         is_best = False
         if val_loader is not None and phase.name != "supcon":
@@ -457,6 +476,8 @@ def train(
             save_checkpoint(out / "best", model=model, modules=extra_modules or None, meta=ckpt_meta, rng=False)
         (out / "history.json").write_text(json.dumps(history, indent=1))
 
+    for prm, flag in trainable_at_start.items():  # the caller's model as it came (nothing left frozen)
+        prm.requires_grad_(flag)
     ctx.barrier()  # every process returns once rank 0 has written the run
     return {
         "out_dir": str(out),

@@ -230,7 +230,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
     from dfkit.train.loop import TrainConfig, train
 
     t0 = time.perf_counter()
-    out = Path(s.out or default_out(s)).expanduser()
+    out = Path(ctx.broadcast_object(s.out or default_out(s))).expanduser()  # one timestamped name for all ranks
     s.out = str(out)
     has_run = checkpoint_paths(out / "last")[1].exists()
     saved: dict[str, Any] = {}
@@ -320,6 +320,10 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
             from dfkit.train.checkpoint import read_checkpoint_meta
 
             done = int(read_checkpoint_meta(out / "last")["meta"]["epoch"])
+            was = (int(saved.get("world_size") or 1), int(saved.get("batch_size") or s.batch_size))
+            if was != (ctx.world, int(s.batch_size)):
+                echo(f"  note: the run was trained with {was[0]} process(es) x batch {was[1]}, now {ctx.world} x "
+                     f"{s.batch_size}: steps per epoch, and so the learning-rate schedule, change from here on")
             total = s.epochs + (s.probe_epochs if s.contrastive and s.contrastive_mode == "probe" else 0)
             echo(f"resuming {out} after epoch {done} (of {total})")
         meta = {"settings": s.to_dict(), "corpus": s.corpus, "task": s.task, "split": s.split,
