@@ -86,6 +86,10 @@ def _params(path: Path) -> dict[str, np.ndarray]:
     return {k: v.float().numpy() for k, v in t.items() if k.split(".")[0] in ("model", "projection")}
 
 
+def _mean_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    return float(np.concatenate([np.abs(a[k] - b[k]).ravel() for k in a]).mean())
+
+
 @needs_torchrun
 @pytest.mark.parametrize("mode", ["ce", "joint", "probe"])
 def test_two_processes_train_exactly_like_one_with_twice_the_batch(demo_corpus, tmp_path, mode):  # noqa: F811
@@ -102,14 +106,17 @@ def test_two_processes_train_exactly_like_one_with_twice_the_batch(demo_corpus, 
     assert info == {"world": 2, "checkpoint_is_model": True, "epochs_done": 3 if mode == "probe" else 2}
     ddp, one = _params(tmp_path / "ddp" / "last.safetensors"), _params(tmp_path / "one" / "last.safetensors")
     assert set(ddp) == set(one) and len(ddp) >= (10 if mode != "ce" else 6)
-    for k in ddp:  # float summation order differs; Adam can enlarge that a little where gradients are ~0
-        np.testing.assert_allclose(ddp[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
-        assert float(np.abs(ddp[k] - one[k]).mean()) < 2e-6, k
+    # float summation order differs, and Adam enlarges that a little where gradients are ~0: the weights agree to
+    # ~1e-8 on average (seen up to ~1e-6 on a busy machine), while a real difference in the batches (the control
+    # below: one process with batch 8) moves them by ~4e-3 on average
+    for k in ddp:
+        np.testing.assert_allclose(ddp[k], one[k], atol=1e-3, rtol=1e-3, err_msg=k)
+    assert _mean_abs_diff(ddp, one) < 2e-5
     h_ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
     h_one = json.loads((tmp_path / "one" / "history.json").read_text())
     for a, b in zip(h_ddp, h_one, strict=True):
         assert a["samples"] == b["samples"] == 96  # the epoch statistics are summed over the processes
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert (a.get("val") is None) == (b.get("val") is None)
         if a.get("val"):  # validation was sharded and gathered: the same metrics
             assert a["val"]["video"] == pytest.approx(b["val"]["video"], rel=1e-5)
@@ -117,7 +124,7 @@ def test_two_processes_train_exactly_like_one_with_twice_the_batch(demo_corpus, 
     if r2 is not None:  # the comparison can fail: the batch really matters to the result
         assert r2.returncode == 0, r2.stderr[-3000:]
         other = _params(tmp_path / "one8" / "last.safetensors")
-        assert max(float(np.abs(other[k] - one[k]).max()) for k in one) > 1e-3
+        assert _mean_abs_diff(other, one) > 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
