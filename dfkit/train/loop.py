@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,7 @@ def train(
     cfg.validate()
     ctx = dist or SINGLE
     if not ctx.is_main:
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "progress": False})
+        cfg = replace(cfg, progress=False)  # rank 0 alone shows progress
     out = Path(out_dir)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
