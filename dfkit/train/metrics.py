@@ -35,6 +35,9 @@ __all__ = [
     "eer",
     "roc_auc",
     "video_level",
+    "video_resample",
+    "class_targets",
+    "paired_bootstrap",
     "cross_dataset_attribution",
     "to_markdown",
     "save_confusion_png",
@@ -177,6 +180,12 @@ def video_level(y_true: np.ndarray, probs: np.ndarray, video_ids: Sequence[str])
     return videos, inverse, y_v, pv
 
 
+def video_resample(rng: np.random.Generator, n_videos: int) -> np.ndarray:
+    """One bootstrap resample of ``n_videos`` videos drawn with replacement, as multiplicities (how often each video
+    is drawn; a frame's weight is its video's). The one resampling step of every bootstrap in dfkit."""
+    return np.bincount(rng.integers(0, n_videos, n_videos), minlength=n_videos).astype(np.float64)
+
+
 def _jsonable(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
@@ -244,7 +253,7 @@ def evaluate(
                                                              "cauc": np.empty((n_boot, C))} for lv in levels}
         n_v = len(videos)
         for b in range(n_boot):
-            counts = np.bincount(rng.integers(0, n_v, n_v), minlength=n_v).astype(np.float64)
+            counts = video_resample(rng, n_v)
             for lv, w in (("frame", counts[inverse]), ("video", counts)):
                 r = levels[lv].compute(w)
                 for k in keys:
@@ -293,7 +302,107 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# paired comparison of several models on the same test set
+
+def paired_bootstrap(
+    y_true: Sequence[int],
+    video_ids: Sequence[str],
+    arms: dict[str, Sequence[np.ndarray]],
+    pairs: Sequence[tuple[str, str]],
+    class_names: Sequence[str],
+    *,
+    metric: str = "balanced_accuracy",
+    level: str = "video",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci_level: float = 0.95,
+) -> dict[str, Any]:
+    """Per-arm means over seeds and **paired** differences between arms, with percentile bootstrap CIs.
+
+    ``arms`` maps an arm name to its runs' ``N x C`` probabilities, one array per seed, every array on the same
+    ``N`` frames (``y_true``, ``video_ids``) and the seeds in the same order for every arm (index ``k`` = the same
+    seed). An arm's value is the mean over its seeds of ``metric`` at ``level``; a pair ``(a, b)``'s difference is
+    ``value(a) - value(b)``. Each bootstrap resample draws the test **videos** with replacement
+    (:func:`video_resample`) *and* the seed indices with replacement, and applies the same draw to every arm, so
+    the differences are paired over both. Returns ``{"arms": {name: {"value", "ci", "per_seed"}}, "pairs":
+    [{"a", "b", "value", "ci", "per_seed"}], "bootstrap": {...}}`` (``None`` where the metric is undefined)."""
+    names = [str(c) for c in class_names]
+    C = len(names)
+    y = np.asarray(y_true, dtype=np.int64)
+    if metric not in _SCALARS + ("eer",):
+        raise ValueError(f"unknown metric {metric!r}")
+    if level not in ("frame", "video"):
+        raise ValueError("level must be frame or video")
+    seeds_n = {len(v) for v in arms.values()}
+    if len(seeds_n) != 1 or 0 in seeds_n:
+        raise ValueError("every arm needs the same number (> 0) of runs, one per seed")
+    S = seeds_n.pop()
+    for a, b in pairs:
+        if a not in arms or b not in arms:
+            raise ValueError(f"pair ({a}, {b}) names an unknown arm")
+    levels: dict[str, list[_Level]] = {}
+    inverse = None
+    for name, runs in arms.items():
+        levels[name] = []
+        for p in runs:
+            p = np.asarray(p, dtype=np.float64)
+            if p.shape != (len(y), C):
+                raise ValueError(f"arm {name}: probs must be N x C = {len(y)} x {C}, got {p.shape}")
+            videos, inverse, y_v, p_v = video_level(y, p, video_ids)
+            levels[name].append(_Level(y, p, C) if level == "frame" else _Level(y_v, p_v, C))
+    n_v = int(inverse.max()) + 1 if inverse is not None and len(inverse) else 0
+    if n_v == 0:
+        raise ValueError("nothing to compare (no frames)")
+
+    def values(w_video: np.ndarray) -> dict[str, np.ndarray]:
+        w = w_video[inverse] if level == "frame" else w_video
+        return {name: np.array([lv.compute(w)[metric] for lv in lvs]) for name, lvs in levels.items()}
+
+    point = values(np.ones(n_v))
+    boot_arms = {name: np.full(n_boot, np.nan) for name in arms}
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        for b in range(n_boot):
+            counts = video_resample(rng, n_v)
+            idx = rng.integers(0, S, S)
+            vals = values(counts)
+            for name in arms:
+                boot_arms[name][b] = np.mean(vals[name][idx])
+    alpha = 1 - ci_level
+    boots = boot_arms if n_boot > 0 else None
+    out_arms = {name: {**_stat(float(np.mean(point[name])), boots[name] if boots else None, alpha),
+                       "per_seed": [_jsonable(v) for v in point[name]]} for name in arms}
+    out_pairs = []
+    for a, b in pairs:
+        d = point[a] - point[b]
+        out_pairs.append({"a": a, "b": b,
+                          **_stat(float(np.mean(point[a]) - np.mean(point[b])),
+                                  boots[a] - boots[b] if boots else None, alpha),
+                          "per_seed": [_jsonable(v) for v in d]})
+    return {"arms": out_arms, "pairs": out_pairs, "n_frames": int(len(y)), "n_videos": n_v, "n_seeds": S,
+            "bootstrap": {"n_boot": int(n_boot), "seed": int(seed), "ci_level": ci_level, "unit": "video and seed",
+                          "method": "percentile, paired (the same videos and seeds for every arm)"}}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # cross-dataset attribution
+
+def class_targets(class_names: Sequence[str], methods: Sequence[str], *, real_class: str = "real",
+                  fake_class: str = "fake") -> np.ndarray:
+    """Each sample's class index for a model with ``class_names``: the class of the same name as its canonical
+    method; for a binary model (``fake_class`` but not the method among the classes) every non-real method maps to
+    ``fake_class``; ``-1`` when the model has no class for it (an *unseen* method)."""
+    index = {str(n): i for i, n in enumerate(class_names)}
+
+    def target(method: str) -> int:
+        if method in index:
+            return index[method]
+        if method != real_class and fake_class in index:
+            return index[fake_class]
+        return -1
+
+    return np.asarray([target(str(x)) for x in methods], dtype=np.int64)
+
 
 def cross_dataset_attribution(
     class_names: Sequence[str],
@@ -326,14 +435,7 @@ def cross_dataset_attribution(
     if p.shape != (len(m), len(names)) or len(vids) != len(m):
         raise ValueError("methods, probs and video_ids must describe the same N samples (probs: N x C)")
 
-    def target(method: str) -> int:
-        if method in index:
-            return index[method]
-        if method != real_class and fake_class in index:
-            return index[fake_class]
-        return -1
-
-    targets = np.asarray([target(x) for x in m], dtype=np.int64)
+    targets = class_targets(names, m, real_class=real_class, fake_class=fake_class)
     known = targets >= 0
     notes: list[str] = []
     result: dict[str, Any] = {
