@@ -134,16 +134,25 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     workers: Optional[int] = _opt(None, "--workers", help="DataLoader workers (default: cores - 1)."),
     threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads."),
+    edc: bool = typer.Option(False, "--edc", help="Also the error-versus-discard curves of the crops' quality "
+                             "(ISO/IEC 29794-5 style): error after discarding the lowest-quality 0%, 5%, ... "
+                             "against random discards, frame and video level (edc.json, edc.png; needs `dfkit "
+                             "quality`)."),
+    edc_max_discard: float = typer.Option(0.8, "--edc-max-discard", help="Largest discarded fraction of the EDC "
+                                          "(beyond ~80% too few videos remain to measure an error)."),
 ) -> None:
     """Evaluate a run: frame- and video-level metrics with bootstrap CIs over videos, confusion matrices,
-    cross-dataset attribution (unseen methods reported apart), predictions.parquet."""
+    cross-dataset attribution (unseen methods reported apart), predictions.parquet; --edc: error versus discard."""
     from dfkit.train.evaluation import eval_run
 
     _quiet_logs()
     if n_boot < 0:
         raise DfkitError("--n-boot must be >= 0")
+    if not 0.05 <= edc_max_discard < 1:
+        raise DfkitError("--edc-max-discard must lie in [0.05, 1): the curve steps by 5% and something must remain")
     eval_run(run, corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality, n_boot=n_boot,
-             batch_size=batch_size, workers=workers, device=device, threads=threads, echo=typer.echo)
+             batch_size=batch_size, workers=workers, device=device, threads=threads, echo=typer.echo, edc=edc,
+             edc_max_discard=edc_max_discard)
 
 
 experiment_app = typer.Typer(help="Experiments: quality sweep at equal training size; cross-dataset matrix.",
@@ -190,7 +199,8 @@ def quality_sweep_cmd(
     rep = quality_sweep(s, thresholds=parse_floats(thresholds), seeds=parse_ints(seeds), low_arm=low_arm, out=out,
                         metric=metric, level=level, n_boot=n_boot, echo=typer.echo)
     typer.echo(sweep_table_text(rep))
-    typer.echo(f"sweep: {out / 'sweep.md'} (+ sweep.json, sweep.png)")
+    typer.echo(f"sweep: {out / 'sweep.md'} (+ sweep.json, sweep.png" + (", edc.json, edc.png" if rep.get("edc") else "")
+               + ")")
 
 
 @experiment_app.command("cross-dataset")

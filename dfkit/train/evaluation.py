@@ -11,6 +11,7 @@ methods the model never saw separately (how they spread over the known classes).
     eval.md / eval.html  the tables
     confusion_frame.png / confusion_video.png
     predictions.parquet  sample_id, pred, confidence, probs, logits (+ class names in the file metadata)
+    edc.json / edc.png   with ``--edc``: error-versus-discard curves by quality (:mod:`dfkit.train.edc`)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dfkit.train.data import REAL, apply_split, corpus_view, parse_list, split_a
 
 Echo = Callable[[str], None]
 
-__all__ = ["eval_run", "eval_rows", "save_predictions", "summary_line"]
+__all__ = ["eval_run", "eval_rows", "save_predictions", "load_predictions", "summary_line"]
 
 
 def _rows_for(run_dir: Path, cfg: dict[str, Any], root: Path, datasets: list[str] | None, split: str,
@@ -82,6 +83,20 @@ def save_predictions(df: pd.DataFrame, path: Path) -> Path:
     md[b"dfkit.class_names"] = json.dumps(df.attrs.get("class_names", [])).encode()
     pq.write_table(t.replace_schema_metadata(md), path)
     return path
+
+
+def load_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions file of :func:`save_predictions`, with ``df.attrs["class_names"]`` restored."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise DfkitError(f"no predictions at {path} (evaluate the run first)")
+    t = pq.read_table(path)
+    df = t.to_pandas()
+    raw = (t.schema.metadata or {}).get(b"dfkit.class_names")
+    df.attrs["class_names"] = json.loads(raw) if raw else []
+    return df
 
 
 def eval_rows(meta: pd.DataFrame, preds: pd.DataFrame, class_names: Sequence[str], *, n_boot: int = 1000,
@@ -158,6 +173,10 @@ def _html(report: dict[str, Any]) -> str:
         return t
 
     body = block("all selected", report["overall"]) + "".join(block(d, r) for d, r in report["per_dataset"].items())
+    if report.get("edc"):
+        from dfkit.train.edc import edc_html
+
+        body += edc_html(report["edc"], png=report.get("files", {}).get("edc_png"))
     head = (f"<p>run <code>{html.escape(report['run'])}</code>, datasets {html.escape(', '.join(report['datasets']))}"
             f", split {html.escape(report['split'])}; 95% bootstrap CIs over videos</p>")
     style = ("<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:8px 0}"
@@ -169,8 +188,11 @@ def _html(report: dict[str, Any]) -> str:
 def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets: Sequence[str] | str | None = None,
              split: str = "test", out: str | Path | None = None, min_quality: float | None = None,
              n_boot: int = 1000, batch_size: int = 128, workers: int | None = None, device: str = "auto",
-             threads: int | None = None, echo: Echo = print, seed: int = 0) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir`` (see the module docstring). Returns the report dict (also ``eval.json``)."""
+             threads: int | None = None, echo: Echo = print, seed: int = 0, edc: bool = False,
+             edc_max_discard: float = 0.8) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` (see the module docstring). Returns the report dict (also ``eval.json``).
+    ``edc``: also the error-versus-discard curves of the crops' ``quality`` (``edc.json``, ``edc.png``, a line in
+    the reports), discarding up to ``edc_max_discard``."""
     import torch
 
     from dfkit.config import resolve_corpus
@@ -202,6 +224,9 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
             root = resolve_corpus(None)
         ds = parse_list(datasets) or cfg.get("datasets")
         meta, files, notes = _rows_for(run, cfg, root, ds, split, min_quality)
+        if edc and ("quality" not in meta.columns or not meta["quality"].notna().any()):
+            raise DfkitError("--edc needs quality scores, and the evaluated crops have none: run `dfkit quality` "
+                             "on the corpus first")
         out_dir = Path(out).expanduser() if out else run / f"eval_{'-'.join(ds) if ds else 'all'}_{split}"
         out_dir.mkdir(parents=True, exist_ok=True)
         echo(f"eval {run} on {', '.join(ds) if ds else 'all datasets'} ({split} split, {cfg.get('split', 'official')}"
@@ -226,6 +251,12 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
             save_confusion_png(k[lv]["confusion_matrix"], names, out_dir / f"confusion_{lv}.png",
                                title=f"{lv} level ({k[lv]['n']} {lv}s)")
             files_out[f"confusion_{lv}"] = f"confusion_{lv}.png"
+    if edc:
+        from dfkit.train.edc import edc_from_predictions, write_edc
+
+        report["edc"] = edc_from_predictions(meta, preds, names, n_boot=n_boot, seed=seed,
+                                             max_discard=edc_max_discard)
+        files_out.update(write_edc(report["edc"], out_dir, title=f"{run.name}: error versus discard"))
     report["files"] = files_out
     report["seconds"] = time.perf_counter() - t0
     (out_dir / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
@@ -236,6 +267,10 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     md.append(to_markdown(res["overall"], title="All selected crops"))
     for d, r in res["per_dataset"].items():
         md.append(to_markdown(r, title=d))
+    if edc:
+        from dfkit.train.edc import edc_markdown
+
+        md.append(edc_markdown(report["edc"]) + "\n![error versus discard](edc.png)\n")
     for n in notes:
         md.append(f"_Note: {n}._\n")
     (out_dir / "eval.md").write_text("\n".join(md))
@@ -243,6 +278,11 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     echo("  " + summary_line(res["overall"]))
     for d, r in res["per_dataset"].items():
         echo(f"  {d}: " + summary_line(r))
-    echo(f"  report: {out_dir / 'eval.md'} (+ eval.json, eval.html, confusion_*.png, predictions.parquet)")
+    if edc:
+        from dfkit.train.edc import edc_summary_line
+
+        echo("  " + edc_summary_line(report["edc"]))
+    echo(f"  report: {out_dir / 'eval.md'} (+ eval.json, eval.html, confusion_*.png, predictions.parquet"
+         + (", edc.json, edc.png" if edc else "") + ")")
     report["out_dir"] = str(out_dir)
     return report
