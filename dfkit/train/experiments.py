@@ -6,9 +6,16 @@ all crops); the "low-quality only" arm takes the crops below the lowest non-zero
 subsampled to the same number of frames **per class** - the smallest arm's - whole videos first, in a seeded
 random order (:func:`dfkit.train.data.subsample_by_video`), so size and class mix are held equal and only the
 quality differs. Each arm is trained once per seed and evaluated on the same, unfiltered test split (and
-validated on the same unfiltered validation split). Outputs: ``sweep.json``, ``sweep.md`` (arm x seed table and
-the mean over seeds) and ``sweep.png`` (metric vs threshold: each seed's value with its 95% bootstrap CI over
-videos, and the mean over seeds).
+validated on the same unfiltered validation split). Because every arm is scored on the same test videos with the
+same seeds, arms are compared **paired** (:func:`paired_differences`): each arm against the unfiltered arm
+(``q>=0``) and the highest-threshold arm against the low-quality-only arm, as the difference of the mean over
+seeds, with a 95% bootstrap CI that resamples the test videos and the seeds together (one draw for both arms; see
+:func:`dfkit.train.metrics.paired_bootstrap`), and a sentence on whether the CI excludes 0; ``conclusion`` states the
+high-vs-low-only difference in one sentence. The sweep also reports the error-versus-discard curve
+(:mod:`dfkit.train.edc`) of the unfiltered arm's first-seed run. Outputs: ``sweep.json``, ``sweep.md`` (arm x seed
+table, the mean over seeds, the paired differences, the EDC), ``sweep.png`` (panel 1: metric vs threshold, each
+seed's value with its 95% bootstrap CI over videos, the mean over seeds with its CI band over videos and seeds;
+panel 2: the paired differences with their CIs and a 0 line) and ``edc.json``/``edc.png``.
 
 **Cross-dataset** (:func:`cross_dataset`). For each task (binary, attribution) and each dataset: train on its
 training split, evaluate on every dataset's test split. Attribution across datasets scores the classes shared
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from dfkit.errors import DfkitError
 from dfkit.train.data import parse_list, select_data, subsample_by_video
@@ -33,7 +41,8 @@ from dfkit.train.runner import TrainSettings, train_run
 
 Echo = Callable[[str], None]
 
-__all__ = ["quality_sweep", "cross_dataset", "parse_floats", "parse_ints"]
+__all__ = ["quality_sweep", "paired_differences", "sweep_markdown", "sweep_table_text", "cross_dataset",
+           "parse_floats", "parse_ints"]
 
 
 def parse_floats(x: str | Sequence[float]) -> list[float]:
@@ -96,6 +105,92 @@ def _device(device: str) -> str:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# paired differences between arms
+
+_METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
+                 "auc": "AUC", "eer": "EER"}
+
+
+def paired_differences(test: pd.DataFrame, runs: dict[str, dict[int, pd.DataFrame]], class_names: Sequence[str],
+                       pairs: Sequence[tuple[str, str]], *, metric: str = "balanced_accuracy", level: str = "video",
+                       n_boot: int = 1000, seed: int = 0,
+                       better: dict[tuple[str, str], tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Paired differences of ``metric`` between arms evaluated on the same test crops.
+
+    ``test``: the test metadata (``sample_id``, ``dataset``, ``video_id``, ``label``, ``method_canonical``);
+    ``runs``: per arm, per seed, that run's predictions (``sample_id``, ``probs``, any row order); ``pairs``:
+    ``(a, b)`` for the difference ``a - b``; ``better``: per pair, how to name ``a`` and ``b`` in the sentence.
+    Raises :class:`DfkitError` when the arms were run with different seeds or scored on different test crops
+    (a paired comparison would be meaningless). Returns ``{"arms": {name: {"value", "ci", "per_seed"}},
+    "pairs": [{"a", "b", "label", "value", "ci", "excludes_zero", "sentence", "per_seed", ...}], "seeds",
+    "n_videos", "n_frames", "bootstrap"}``."""
+    from dfkit.train.data import REAL
+    from dfkit.train.metrics import class_targets, paired_bootstrap
+
+    if not runs:
+        raise DfkitError("paired comparison: no arms")
+    names = list(runs)
+    seeds = sorted(runs[names[0]])
+    for a in names[1:]:
+        if sorted(runs[a]) != seeds:
+            raise DfkitError(f"paired comparison: arm {a} was run with seeds {sorted(runs[a])}, arm {names[0]} "
+                             f"with {seeds}; the arms must share the same seeds")
+    if not seeds:
+        raise DfkitError("paired comparison: the arms have no runs")
+    ids = test["sample_id"].astype(str).to_numpy()
+    if len(set(ids)) != len(ids):
+        raise DfkitError("paired comparison: the test crops' sample ids are not unique")
+    keys = (test["dataset"].astype(str) + "/" + test["video_id"].astype(str)).to_numpy()
+    videos = set(keys)
+    probs: dict[str, list[np.ndarray]] = {}
+    for a in names:
+        probs[a] = []
+        for k in seeds:
+            pr = runs[a][k]
+            got = pr["sample_id"].astype(str).to_numpy()
+            if len(got) != len(ids) or set(got) != set(ids):
+                pos = pd.Series(keys, index=ids)
+                theirs = set(pos.reindex(got).dropna()) if len(got) else set()
+                raise DfkitError(
+                    f"paired comparison: arm {a} seed {k} was scored on other test crops than the test set "
+                    f"({len(got)} vs {len(ids)} crops; {len(videos - theirs)} test videos missing, "
+                    f"{int((~pd.Series(got).isin(ids)).sum())} crops not in it); the arms must share the "
+                    "same test videos")
+            p = np.asarray(pr.set_index(pr["sample_id"].astype(str))["probs"].reindex(ids).tolist(),
+                           dtype=np.float64)
+            probs[a].append(p)
+    methods = np.where(test["label"].to_numpy() == REAL, REAL, test["method_canonical"].astype(str).to_numpy())
+    t = class_targets(class_names, methods)
+    known = t >= 0
+    if not known.any():
+        raise DfkitError("paired comparison: no test crop belongs to a class the models know")
+    res = paired_bootstrap(t[known], keys[known], {a: [p[known] for p in v] for a, v in probs.items()}, pairs,
+                           class_names, metric=metric, level=level, n_boot=n_boot, seed=seed)
+    higher = metric != "eer"
+    what = f"{level} {_METRIC_WORDS.get(metric, metric)}"
+    for e in res["pairs"]:
+        e["label"] = f"{e['a']} - {e['b']}"
+        e["metric"] = what
+        ci = e["ci"]
+        e["excludes_zero"] = bool(ci is not None and (ci[0] > 0 or ci[1] < 0))
+        na, nb = (better or {}).get((e["a"], e["b"]), (f"arm {e['a']}", f"arm {e['b']}"))
+        if e["value"] is None or ci is None:
+            words = "no CI (the metric is undefined on this test set)" if e["value"] is None else "no CI"
+        elif e["excludes_zero"]:
+            a_better = (e["value"] > 0) == higher
+            words = f"excludes 0: {na if a_better else nb} is better"
+        else:
+            words = "includes 0: no difference shown at this many test videos and seeds"
+        v = "n/a" if e["value"] is None else f"{e['value']:+.3f}"
+        e["verdict"] = words
+        e["sentence"] = f"{e['label']}: {v}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + f", {words}"
+    res["seeds"] = seeds
+    res["metric"], res["level"] = metric, level
+    res["test_videos_digest"] = _digest(sorted(set(keys[known])))
+    return res
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -189,6 +284,10 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
                 if prev.get("key") == key:
                     res = prev["result"]
                     echo(f"  {a['name']} seed {seed}: reused {run_dir}")
+                    if not (run_dir / "predictions_test.parquet").exists():  # the paired comparison needs them
+                        res = _eval_on_test(run_dir, sel, n_boot, 2 * base.batch_size, workers, dev,
+                                            base.threads)["overall"]
+                        done.write_text(json.dumps({"key": key, "result": res}, indent=1, allow_nan=False))
             if res is None:
                 echo(f"  {a['name']} seed {seed}: training on {len(sub)} crops / {sub['video_key'].nunique()} videos "
                      f"(mean quality {np.nanmean(sub['quality'].to_numpy(float)):.3f})")
@@ -203,19 +302,27 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
                          "frame_accuracy": _stat(res, "frame", "accuracy")["value"]})
             v = "n/a" if st["value"] is None else f"{st['value']:.3f}"
             echo(f"    {level} {metric} = {v}" + (f" [{st['ci'][0]:.3f}, {st['ci'][1]:.3f}]" if st["ci"] else ""))
+    paired = _sweep_paired(active, rows, sel, metric=metric, level=level, n_boot=n_boot, notes=notes)
     summary = []
     for ai, a in enumerate(active):
         vals = [r["value"] for r in rows if r["arm_index"] == ai and r["value"] is not None]
+        arm_ci = paired["arms"][a["name"]]["ci"] if paired else None
         summary.append({"arm": a["name"], "kind": a["kind"], "threshold": a["threshold"],
                         "pool_frames": a["pool_frames"], "pool_videos": a["pool_videos"], "train_frames": size,
                         "mean": float(np.mean(vals)) if vals else None,
-                        "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None, "n_seeds": len(vals)})
+                        "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None, "n_seeds": len(vals),
+                        "ci": arm_ci})
+    edc = _sweep_edc(active, rows, sel, out, n_boot=n_boot, notes=notes, echo=echo)
     report = {"metric": metric, "level": level, "task": base.task, "backbone": base.backbone,
               "datasets": base.datasets, "split": base.split, "thresholds": thresholds, "seeds": seeds,
               "train_frames_per_arm": size, "per_class": {n: per_class[i] for i, n in enumerate(sel.class_names)},
               "test_frames": int(len(sel.test)), "test_videos": int(sel.test["video_key"].nunique()),
               "arms": [{k: v for k, v in a.items() if k != "mask"} for a in arms], "runs": rows,
-              "summary": summary, "notes": notes, "settings": base.to_dict(),
+              "summary": summary, "paired": paired["pairs"] if paired else [],
+              "paired_bootstrap": ({k: paired[k] for k in ("bootstrap", "n_videos", "n_frames", "n_seeds", "seeds",
+                                                           "test_videos_digest")} if paired else None),
+              "conclusion": _conclusion(paired, metric, level, size) if paired else None,
+              "edc": edc, "notes": notes, "settings": base.to_dict(),
               "seconds": time.perf_counter() - t0}
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(report, indent=1, allow_nan=False))
@@ -224,6 +331,103 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     _sweep_png(report, out / "sweep.png")
     report["out_dir"] = str(out)
     return report
+
+
+def _sweep_pairs(active: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], dict, dict]:
+    """The comparisons: each arm against the unfiltered one (threshold 0), and the highest-threshold arm against
+    the low-quality-only arm. Returns ``(pairs, kinds, names for the sentences)``."""
+    pairs, kinds, better = [], {}, {}
+    unf = next((a for a in active if a["kind"] == "min" and a["threshold"] == 0), None)
+    if unf is not None:
+        for a in active:
+            if a is not unf:
+                p = (a["name"], unf["name"])
+                pairs.append(p)
+                kinds[p] = "vs_unfiltered"
+                better[p] = (f"training on {a['name']}", "training on all crops")
+    mins = [a for a in active if a["kind"] == "min" and a["threshold"] > 0]
+    low = next((a for a in active if a["kind"] == "low"), None)
+    if mins and low is not None:
+        high = max(mins, key=lambda a: a["threshold"])
+        p = (high["name"], low["name"])
+        pairs.append(p)
+        kinds[p] = "high_vs_low"
+        better[p] = ("the higher-quality arm", "the low-quality-only arm")
+    return pairs, kinds, better
+
+
+def _sweep_paired(active, rows, sel, *, metric: str, level: str, n_boot: int, notes: list[str]) -> dict | None:
+    """Paired differences of the sweep's arms from their runs' saved test predictions (see
+    :func:`paired_differences`)."""
+    from dfkit.train.evaluation import load_predictions
+
+    pairs, kinds, better = _sweep_pairs(active)
+    runs: dict[str, dict[int, pd.DataFrame]] = {a["name"]: {} for a in active}
+    for r in rows:
+        runs[r["arm"]][r["seed"]] = load_predictions(Path(r["run"]) / "predictions_test.parquet")
+    if not pairs:
+        notes.append("no paired comparison: the sweep has neither an unfiltered arm (threshold 0) nor a "
+                     "high-threshold and a low-only arm")
+    res = paired_differences(sel.test, runs, sel.class_names, pairs, metric=metric, level=level, n_boot=n_boot)
+    for e in res["pairs"]:
+        e["kind"] = kinds[(e["a"], e["b"])]
+    if res["n_seeds"] == 1:
+        notes.append("one seed: the CIs of the paired differences cover the test videos only, not the variation "
+                     "between training runs")
+    return res
+
+
+def _conclusion(paired: dict[str, Any], metric: str, level: str, size: int) -> str | None:
+    """One sentence on the high-vs-low-only difference (else the highest arm against the unfiltered one)."""
+    pairs = paired["pairs"]
+    e = next((p for p in pairs if p["kind"] == "high_vs_low"), None)
+    if e is None:
+        e = next((p for p in reversed(pairs) if p["kind"] == "vs_unfiltered" and p["a"].startswith("q>=")), None)
+    if e is None:
+        return None
+    what = f"{level} {_METRIC_WORDS.get(metric, metric)}"
+    other = (f"only on {e['b'].replace(' (low only)', '')}" if e["kind"] == "high_vs_low" else
+             f"on all crops ({e['b']})")
+    base = (f"Training on {e['a']} instead of {other} (the same {size} crops per arm) changes the test {what} by "
+            + ("n/a" if e["value"] is None else f"{e['value']:+.3f}"))
+    ci = e["ci"]
+    if ci is None:
+        return base + " (no CI)."
+    how = (f" (95% CI {ci[0]:+.3f} to {ci[1]:+.3f}; paired bootstrap over {paired['n_videos']} test videos and "
+           f"{paired['n_seeds']} seed{'s' if paired['n_seeds'] != 1 else ''})")
+    higher = metric != "eer"
+    if e["excludes_zero"]:
+        good = (e["value"] > 0) == higher
+        if e["kind"] == "high_vs_low":
+            verdict = "the higher-quality arm is better" if good else "the low-quality-only arm is better"
+        else:
+            verdict = (f"training on {e['a']} is better than on all crops" if good
+                       else "training on all crops is better")
+        return base + how + f": the CI excludes 0, {verdict}."
+    return base + how + ": the CI includes 0, so this sweep shows no difference."
+
+
+def _sweep_edc(active, rows, sel, out: Path, *, n_boot: int, notes: list[str], echo: Echo) -> dict | None:
+    """The error-versus-discard curve of the unfiltered arm's seed-0 run (else its first seed; else the first arm's),
+    written as ``out/edc.json`` and ``out/edc.png``."""
+    from dfkit.train.edc import edc_from_predictions, write_edc
+    from dfkit.train.evaluation import load_predictions
+
+    arm = next((a for a in active if a["kind"] == "min" and a["threshold"] == 0), active[0])
+    mine = [r for r in rows if r["arm"] == arm["name"]]
+    r = next((r for r in mine if r["seed"] == 0), mine[0])
+    if "quality" not in sel.test.columns or not sel.test["quality"].notna().any():
+        notes.append("no EDC: the test crops have no quality scores")
+        return None
+    pr = load_predictions(Path(r["run"]) / "predictions_test.parquet")
+    test = sel.test.reset_index(drop=True)
+    pr = pr.set_index(pr["sample_id"].astype(str)).loc[test["sample_id"].astype(str)].reset_index(drop=True)
+    res = edc_from_predictions(test, pr, sel.class_names, n_boot=n_boot)
+    res.update({"arm": arm["name"], "seed": r["seed"], "run": r["run"]})
+    out.mkdir(parents=True, exist_ok=True)
+    write_edc(res, out, title=f"EDC of {arm['name']}, seed {r['seed']}")
+    echo(f"  EDC of {arm['name']} seed {r['seed']}: {out / 'edc.json'}")
+    return res
 
 
 def sweep_markdown(report: dict[str, Any]) -> str:
@@ -243,11 +447,32 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         fa = "n/a" if r["frame_accuracy"] is None else f"{r['frame_accuracy']:.3f}"
         lines.append(f"| {r['arm']} | {pool[r['arm']]['pool_frames']} | {r['seed']} | "
                      f"{r['train_mean_quality']:.3f} | {v} | {fa} |")
-    lines += ["", f"| arm | mean {m} over seeds | std | seeds |", "|---|---|---|---|"]
+    lines += ["", f"| arm | mean {m} over seeds (95% CI over videos and seeds) | std | seeds |", "|---|---|---|---|"]
     for s in report["summary"]:
         mean = "n/a" if s["mean"] is None else f"{s['mean']:.3f}"
+        if s.get("ci"):
+            mean += f" [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
         std = "" if s["std"] is None else f"{s['std']:.3f}"
         lines.append(f"| {s['arm']} | {mean} | {std} | {s['n_seeds']} |")
+    if report.get("paired"):
+        pb = report["paired_bootstrap"]
+        lines += ["", "## Paired differences", "",
+                  f"Difference of the mean {m} over seeds, arm minus arm, on the same {pb['n_videos']} test videos "
+                  f"and seeds {', '.join(map(str, pb['seeds']))}; 95% CI from {pb['bootstrap']['n_boot']} "
+                  "bootstrap resamples of the test videos and the seeds, drawn once for both arms (paired).", "",
+                  "| comparison | difference | 95% CI | in words |", "|---|---|---|---|"]
+        for e in report["paired"]:
+            v = "n/a" if e["value"] is None else f"{e['value']:+.3f}"
+            ci = f"[{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if e["ci"] else "n/a"
+            lines.append(f"| {e['label']} | {v} | {ci} | {e['verdict']} |")
+    if report.get("conclusion"):
+        lines += ["", f"**{report['conclusion']}**"]
+    if report.get("edc"):
+        from dfkit.train.edc import edc_markdown
+
+        e = report["edc"]
+        lines += ["", edc_markdown(e, title=f"Error versus discard (EDC) of {e['arm']}, seed {e['seed']}").rstrip(),
+                  "", "![error versus discard](edc.png)"]
     for n in report.get("notes", []):
         lines.append(f"\n_Note: {n}._")
     return "\n".join(lines) + "\n"
@@ -262,6 +487,17 @@ def sweep_table_text(report: dict[str, Any]) -> str:
         cis = "; ".join(f"[{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" for r in runs if r["ci"])
         mean = "n/a" if s["mean"] is None else f"{s['mean']:.3f}"
         lines.append(f"{s['arm']:<22} {s['pool_frames']:>12} {s['train_frames']:>10}  {mean}  {cis}")
+    if report.get("paired"):
+        pb = report["paired_bootstrap"]
+        lines.append(f"paired differences ({m}; 95% CI over {pb['n_videos']} test videos and {pb['n_seeds']} "
+                     f"seed{'s' if pb['n_seeds'] != 1 else ''}, resampled together):")
+        lines += [f"  {e['sentence']}" for e in report["paired"]]
+    if report.get("edc"):
+        from dfkit.train.edc import edc_summary_line
+
+        lines.append(f"{report['edc']['arm']} seed {report['edc']['seed']}: " + edc_summary_line(report["edc"]))
+    if report.get("conclusion"):
+        lines.append(report["conclusion"])
     return "\n".join(lines)
 
 
@@ -269,8 +505,13 @@ def _sweep_png(report: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 
     summary = report["summary"]
-    fig = Figure(figsize=(max(5.0, 1.3 * len(summary) + 2), 4))
-    ax = fig.subplots()
+    paired = report.get("paired") or []
+    w1 = max(5.0, 1.3 * len(summary) + 2)
+    fig = Figure(figsize=(w1 + (max(4.5, 1.1 * len(paired) + 2) if paired else 0), 4.3))
+    if paired:
+        ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [w1, max(4.5, 1.1 * len(paired) + 2)]})
+    else:
+        ax, ax2 = fig.subplots(), None
     xs = {s["arm"]: i for i, s in enumerate(summary)}
     seeds = report["seeds"]
     for k, seed in enumerate(seeds):
@@ -282,10 +523,17 @@ def _sweep_png(report: dict[str, Any], path: Path) -> None:
         hi = [r["ci"][1] - r["value"] if r["ci"] else 0 for r in pts]
         ax.errorbar(x, y, yerr=[lo, hi], fmt="o", ms=4, capsize=3, alpha=0.7, label=f"seed {seed} (95% CI)")
     mins = [s for s in summary if s["kind"] == "min" and s["mean"] is not None]
-    ax.plot([xs[s["arm"]] for s in mins], [s["mean"] for s in mins], "k-", lw=2, label="mean over seeds")
+    mx = [xs[s["arm"]] for s in mins]
+    ax.plot(mx, [s["mean"] for s in mins], "k-", lw=2, label="mean over seeds")
+    band = [s for s in mins if s.get("ci")]
+    if band:
+        ax.fill_between([xs[s["arm"]] for s in band], [s["ci"][0] for s in band], [s["ci"][1] for s in band],
+                        color="k", alpha=0.12, label="mean: 95% CI (videos + seeds)")
     low = [s for s in summary if s["kind"] == "low" and s["mean"] is not None]
-    if low:
-        ax.plot([xs[s["arm"]] for s in low], [s["mean"] for s in low], "rs", ms=8, label="low-quality only (mean)")
+    for s in low:
+        err = [[s["mean"] - s["ci"][0]], [s["ci"][1] - s["mean"]]] if s.get("ci") else None
+        ax.errorbar([xs[s["arm"]]], [s["mean"]], yerr=err, fmt="rs", ms=8, capsize=4,
+                    label="low-quality only (mean, 95% CI)")
     if report["metric"] in ("balanced_accuracy", "accuracy") and report.get("per_class"):
         ax.axhline(1 / len(report["per_class"]), color="gray", ls=":", lw=1, label="chance")
     ax.set_xticks(range(len(summary)), labels=[s["arm"] for s in summary], rotation=20)
@@ -294,7 +542,20 @@ def _sweep_png(report: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 1.15)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
-    ax.set_title(f"quality sweep: {report['task']}, {report['train_frames_per_arm']} crops per arm")
+    ax.set_title(f"quality sweep: {report['task']}, {report['train_frames_per_arm']} crops per arm", fontsize=10)
+    if ax2 is not None:
+        for i, e in enumerate(paired):
+            if e["value"] is None:
+                continue
+            err = [[e["value"] - e["ci"][0]], [e["ci"][1] - e["value"]]] if e["ci"] else None
+            color = "C3" if e["kind"] == "high_vs_low" else ("C2" if e["excludes_zero"] else "C0")
+            ax2.errorbar([i], [e["value"]], yerr=err, fmt="o", color=color, ms=6, capsize=4)
+        ax2.axhline(0, color="k", lw=1)
+        ax2.set_xticks(range(len(paired)), labels=[e["label"].replace(" - ", "\n- ") for e in paired], fontsize=7)
+        ax2.set_xlim(-0.6, len(paired) - 0.4)
+        ax2.set_ylabel(f"difference in {report['level']} {report['metric'].replace('_', ' ')}")
+        ax2.grid(alpha=0.3, axis="y")
+        ax2.set_title("paired differences (95% CI over test videos and seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
