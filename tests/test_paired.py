@@ -5,6 +5,7 @@ checks, and the tiny sweep end to end."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,10 +108,10 @@ def test_paired_difference_refuses_different_videos_or_seeds():
 
 def test_sweep_reports_paired_differences_on_the_same_videos_and_seeds(quality_corpus, tmp_path, capsys):
     out = tmp_path / "sweep"
-    code, stdout, err = run_cli(["experiment", "quality-sweep", "--corpus", quality_corpus, "--backbone", "tiny",
-                                 "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--thresholds", "0,0.6",
-                                 "--seeds", "0,1", "--n-boot", "50", "--workers", "0", "--threads", "1",
-                                 "--out", out], capsys)
+    args = ["experiment", "quality-sweep", "--corpus", quality_corpus, "--backbone", "tiny", "--img-size", "32",
+            "--epochs", "1", "--batch-size", "16", "--thresholds", "0,0.6", "--seeds", "0,1", "--n-boot", "50",
+            "--workers", "0", "--threads", "1", "--out", out]
+    code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     rep = json.loads((out / "sweep.json").read_text())
     pairs = {(e["a"], e["b"]): e for e in rep["paired"]}
@@ -141,3 +142,11 @@ def test_sweep_reports_paired_differences_on_the_same_videos_and_seeds(quality_c
     assert "Error versus discard" in md and rep["edc"]["arm"] == "q>=0" and rep["edc"]["seed"] == 0
     assert (out / "edc.png").read_bytes()[:4] == b"\x89PNG" and (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "q>=0.6 - q<0.6 (low only): " in stdout
+    # a reused arm whose test predictions went missing is evaluated again (not retrained), same paired numbers
+    gone = Path(rep["runs"][-1]["run"]) / "predictions_test.parquet"
+    gone.unlink()
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert stdout.count("reused") == 6 and "training on" not in stdout and gone.exists()
+    again = json.loads((out / "sweep.json").read_text())
+    assert [(e["value"], e["ci"]) for e in again["paired"]] == [(e["value"], e["ci"]) for e in rep["paired"]]

@@ -95,6 +95,16 @@ def _eval_on_test(run_dir: Path, sel, n_boot: int, batch_size: int, workers: int
     return res
 
 
+def _scored_on(path: Path, test) -> bool:
+    """Whether the predictions file at ``path`` exists and covers exactly the crops of ``test``."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return False
+    ids = pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()
+    return len(ids) == len(test) and set(ids) == set(test["sample_id"].astype(str))
+
+
 def _device(device: str) -> str:
     if device != "auto":
         return device
@@ -284,7 +294,8 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
                 if prev.get("key") == key:
                     res = prev["result"]
                     echo(f"  {a['name']} seed {seed}: reused {run_dir}")
-                    if not (run_dir / "predictions_test.parquet").exists():  # the paired comparison needs them
+                    if not _scored_on(run_dir / "predictions_test.parquet", sel.test):
+                        # the paired comparison needs this run's predictions on today's test crops
                         res = _eval_on_test(run_dir, sel, n_boot, 2 * base.batch_size, workers, dev,
                                             base.threads)["overall"]
                         done.write_text(json.dumps({"key": key, "result": res}, indent=1, allow_nan=False))

@@ -18,7 +18,8 @@ scikit-learn in the bootstrap loop.
 :func:`cross_dataset_attribution` evaluates a model on samples labelled with canonical methods: methods the model
 knows are scored; fakes of methods it never saw are reported separately (how their predictions spread over the known
 classes) instead of being counted wrong. :func:`to_markdown` renders either result; :func:`save_confusion_png` draws a
-confusion matrix.
+confusion matrix. :func:`paired_bootstrap` compares several models scored on the same test set (per seed): the
+differences of their means over seeds, with CIs from resampling the videos and the seeds once for all models.
 """
 
 from __future__ import annotations
