@@ -13,6 +13,9 @@ Two levels:
 
 * ``level = "crop"``: :meth:`Metric.measure` sees one crop (a :class:`~dfkit.quality.view.CropView`: the decoded
   pixels plus the row's geometry) and returns its raw value.
+Each unit also carries its default composite ``weight`` and its listing ``order`` (CleanVision keeps a property's
+defaults beside it).
+
 * ``level = "video"``: :meth:`Metric.measure_video` sees all crop rows of one video, ordered by ``frame_index``
   (e.g. temporal box jitter), or just the video facts every row of the video shares (bitrate, resolution, ...).
   The value is broadcast to every crop row of the video.
@@ -213,6 +216,10 @@ class Metric:
     score_map: ClassVar[ScoreMap] = Clip01()
     # extra raw columns this metric reports besides its raw value (column q_<name>_<extra>)
     extras: ClassVar[tuple[str, ...]] = ()
+    #: default composite weight (the exponent of this score in the weighted minimum, see composite.py; 0 = reported,
+    #: not part of ``quality``), and the position in listings and tables (ascending)
+    weight: ClassVar[float] = 0.0
+    order: ClassVar[int] = 1000
 
     # -- crop level ----------------------------------------------------------------------------------------------
     def measure(self, view) -> float:
@@ -295,10 +302,10 @@ def _load_all() -> None:
 
 
 def list_metrics(level: str | None = None) -> list[str]:
-    """Names of all registered metrics (optionally only ``level="crop"`` or ``"video"``), in a stable order:
-    :data:`METRIC_ORDER` first, then any others alphabetically."""
+    """Names of all registered metrics (optionally only ``level="crop"`` or ``"video"``), in a stable order: by
+    each class's ``order``, then name."""
     _load_all()
-    names = [n for n in METRIC_ORDER if n in _REGISTRY] + sorted(set(_REGISTRY) - set(METRIC_ORDER))
+    names = sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n))
     if level is not None:
         names = [n for n in names if _REGISTRY[n].level == level]
     return names
@@ -317,13 +324,5 @@ def get_metrics(names: Sequence[str] | None = None) -> list[Metric]:
     return [create_metric(n) for n in (names if names is not None else list_metrics())]
 
 
-METRIC_ORDER = (
-    # crop level, from pixels
-    "sharpness", "noise", "blockiness", "exposure", "contrast",
-    # crop level, from geometry / detector
-    "face_size", "det_score", "pose", "cutoff",
-    # video level
-    "jitter", "bitrate", "resolution", "codec", "compression",
-)
 
 ScoreFn = Callable[[float], float]

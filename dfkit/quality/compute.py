@@ -29,10 +29,10 @@ import numpy as np
 import pyarrow as pa
 
 from dfkit.quality.base import Metric, get_metrics
-from dfkit.quality.composite import composite, resolve_weights, video_quality
+from dfkit.quality.composite import FORM, composite, resolve_weights, video_quality
 from dfkit.quality.view import CropView
 
-QUALITY_VERSION = 1
+QUALITY_VERSION = 2  # 2: weighted-minimum composite, macroblock metric, recalibrated noise / sharpness maps
 KEY_COLUMNS = ("sample_id", "dataset", "video_id")
 
 
@@ -153,6 +153,7 @@ def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None
     cols["q_errors"] = pa.array(["; ".join(e) if e else None for e in errors], pa.string())
     meta = dict(schema.metadata or {})
     meta[b"dfkit.quality.weights"] = json.dumps(w, sort_keys=True).encode()
+    meta[b"dfkit.quality.form"] = FORM.encode()
     return pa.table([cols[f.name] for f in schema], schema=schema.with_metadata(meta))
 
 

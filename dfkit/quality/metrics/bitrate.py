@@ -22,6 +22,8 @@ class Bitrate(Metric):
     level = "video"
     needs_pixels = False
     score_map = LogLogistic(x50=0.02, x90=0.08)
+    weight = 0.0
+    order = 110
 
     def measure_video(self, rows) -> float:
         r = rows[0] if rows else {}

@@ -97,6 +97,8 @@ class Blockiness(Metric):
     unit = "ratio"
     direction = "lower"
     score_map = Logistic(x50=1.3, x90=1.1)
+    weight = 1.0
+    order = 30
 
     def measure(self, view) -> float:
         sg = source_grid(view)

@@ -29,6 +29,8 @@ class Codec(Metric):
     needs_pixels = False
     raw_type = "string"
     score_map = Lookup(table=CODEC_SCORES)
+    weight = 0.0
+    order = 130
 
     def measure_video(self, rows):
         r = rows[0] if rows else {}

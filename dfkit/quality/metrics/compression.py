@@ -36,6 +36,8 @@ class Compression(Metric):
     level = "video"
     needs_pixels = False
     score_map = Logistic(x50=35.0, x90=23.0)
+    weight = 0.0
+    order = 140
 
     def measure_video(self, rows) -> float:
         r = rows[0] if rows else {}

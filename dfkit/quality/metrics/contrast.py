@@ -18,6 +18,8 @@ class Contrast(Metric):
     unit = "σ of luma / 255"
     direction = "higher"
     score_map = LogLogistic(x50=0.06, x90=0.14)
+    weight = 0.5
+    order = 50
 
     def measure(self, view) -> float:
         f = view.face_u8

@@ -38,6 +38,8 @@ class Cutoff(Metric):
     direction = "lower"
     needs_pixels = False
     score_map = PowerDecay(x_at=0.1, s_at=0.7)
+    weight = 1.0
+    order = 90
     extras = ("pad", "touch")
 
     def measure(self, view) -> float:

@@ -18,6 +18,8 @@ class DetScore(Metric):
     direction = "higher"
     needs_pixels = False
     score_map = Logistic(x50=0.5, x90=0.8)
+    weight = 0.5
+    order = 70
 
     def measure(self, view) -> float:
         v = _num(view.row.get("det_score"))

@@ -37,6 +37,8 @@ class Exposure(Metric):
     unit = "fraction of face"
     direction = "lower"
     score_map = PowerDecay(x_at=0.1, s_at=0.7)
+    weight = 1.0
+    order = 40
     extras = ("dark", "bright")
 
     def measure(self, view) -> float:

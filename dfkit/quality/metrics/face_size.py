@@ -18,6 +18,8 @@ class FaceSize(Metric):
     direction = "higher"
     needs_pixels = False
     score_map = LogLogistic(x50=64.0, x90=160.0)
+    weight = 0.5
+    order = 60
 
     def measure(self, view) -> float:
         b = _box(view.row.get("bbox"))

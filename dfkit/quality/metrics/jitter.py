@@ -53,6 +53,8 @@ class Jitter(Metric):
     level = "video"
     needs_pixels = False
     score_map = LogLogistic(x50=0.25, x90=0.08)
+    weight = 0.5
+    order = 100
 
     def measure_video(self, rows) -> float:
         frames, boxes = [], []

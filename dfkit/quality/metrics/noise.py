@@ -28,7 +28,9 @@ class Noise(Metric):
     description = "Immerkær noise sigma of the face region's flattest half (luma, working grid)."
     unit = "grey levels (σ)"
     direction = "lower"
-    score_map = LogLogistic(x50=4.0, x90=1.5)
+    score_map = LogLogistic(x50=2.5, x90=1.0)
+    weight = 1.0
+    order = 20
 
     def measure(self, view) -> float:
         if not view.face_ok(8):

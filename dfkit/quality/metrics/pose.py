@@ -75,6 +75,8 @@ class Pose(Metric):
     direction = "lower"
     needs_pixels = False
     score_map = Logistic(x50=45.0, x90=20.0)
+    weight = 0.5
+    order = 80
     extras = ("yaw", "pitch", "roll")
 
     def measure(self, view) -> float:

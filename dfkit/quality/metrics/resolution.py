@@ -20,6 +20,8 @@ class Resolution(Metric):
     level = "video"
     needs_pixels = False
     score_map = LogLogistic(x50=360.0, x90=720.0)
+    weight = 0.0
+    order = 120
 
     def measure_video(self, rows) -> float:
         r = rows[0] if rows else {}

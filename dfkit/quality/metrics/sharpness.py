@@ -24,7 +24,9 @@ class Sharpness(Metric):
                    "(source pixels, at most 256²).")
     unit = "grey levels²"
     direction = "higher"
-    score_map = LogLogistic(x50=10.0, x90=40.0)
+    score_map = LogLogistic(x50=12.0, x90=40.0)
+    weight = 1.0
+    order = 10
 
     def measure(self, view) -> float:
         if not view.face_ok(8):
