@@ -175,8 +175,14 @@ def demo(
     run_demo(out, workers=workers, quick=quick, echo=typer.echo)
 
 
-@app.command()
+quality_app = typer.Typer(help="Per-crop quality metrics and the composite `quality`; `calibrate` checks it on graded "
+                           "real degradations.")
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.callback(invoke_without_command=True)
 def quality(
+    ctx: typer.Context,
     corpus: Optional[Path] = CorpusOpt,
     weights: Optional[str] = typer.Option(None, help="Composite weights: 'sharpness=2,noise=1' or a YAML/JSON "
                                           "file (unnamed metrics keep their defaults; see README)."),
@@ -194,6 +200,8 @@ def quality(
     exposure, contrast, face size, detection score, pose, cut-off, jitter, video bitrate/resolution/codec/
     compression, the composite `quality` in [0,1] and full-reference change for fakes. New --weights only redo
     the composite."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dfkit.quality import explain, resolve_weights
     from dfkit.quality.run import run_quality
 
@@ -214,6 +222,58 @@ def quality(
         typer.echo(f"  failed: {e}", err=True)
     if s.errors:
         raise typer.Exit(1)
+
+
+@quality_app.command("calibrate")
+def quality_calibrate(
+    corpus: Optional[Path] = CorpusOpt,
+    videos: Optional[Path] = typer.Option(None, help="Calibrate on real clips instead of corpus crops: a video file "
+                                          "or a folder searched for *.mp4/*.avi/*.mov/*.mkv (frames are degraded "
+                                          "before cropping)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for calibration.json/.md/.png (default: "
+                                       "<corpus>/calibration, where `dfkit audit` finds it)."),
+    n: int = typer.Option(48, "--n", help="Clean corpus crops to sample (spread over videos)."),
+    per_video: int = typer.Option(4, help="Frames per clip with --videos."),
+    kinds: Optional[str] = typer.Option(None, help="Degradations, comma-separated (default: all): "
+                                        "defocus, motion, jpeg, noise, scale, under, over, h264."),
+    weights: Optional[str] = typer.Option(None, help="Composite weights to calibrate (as `dfkit quality`)."),
+    seed: int = typer.Option(0, help="Seed of the crop sample and of the noise."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Degrade real clean crops in graded steps (defocus, motion blur, JPEG, sensor noise, down-scaling,
+    under/over-exposure, H.264 re-encodes), score every level, and print what quality 0.5 / 0.7 / 0.9 mean, with
+    the calibration targets (clean median >= 0.8, each strong level < 0.5, monotone for >= 95 % of crops)."""
+    from dfkit.quality import calibrate as cal
+    from dfkit.quality import resolve_weights
+    from dfkit.quality.degrade import list_degradations
+
+    w = resolve_weights(weights)
+    ks = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    for k in ks or []:
+        if k not in list_degradations():
+            raise DfkitError(f"--kinds: unknown degradation {k!r}; known: {', '.join(list_degradations())}")
+    if n < 1 or per_video < 1:
+        raise DfkitError("--n and --per-video must be >= 1")
+    if videos is not None:
+        if not videos.exists():
+            raise DfkitError(f"--videos {videos}: no such file or folder")
+        exts = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+        paths = [videos] if videos.is_file() else sorted(p for p in videos.rglob("*") if p.suffix.lower() in exts)
+        if not paths:
+            raise DfkitError(f"--videos {videos}: no video files there")
+        if out is None:
+            raise DfkitError("--videos needs --out (where to write the calibration)")
+        sources = cal.sources_from_videos(paths, per_video=per_video)
+    else:
+        import dfkit.corpus
+
+        root = _corpus_path(corpus)
+        dfkit.corpus.open(root)
+        out = out or root / cal.CALIBRATION_DIR
+        sources = cal.sources_from_corpus(root, n=n, seed=seed)
+    s = cal.calibrate(sources, out, kinds=ks, weights=w, progress=not quiet)
+    typer.echo(cal.markdown(s))
+    typer.echo(f"written: {', '.join(s['files'].values())}")
 
 
 @app.command()

@@ -148,6 +148,29 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, classes="tbl", border=0, float_format=lambda v: f"{v:.3f}")
 
 
+def _calibration_section(root: Path, out: Path) -> str:
+    """What the composite sees on graded degradations (``dfkit quality calibrate``'s result in the corpus)."""
+    from dfkit.quality import calibrate as cal
+
+    d = Path(root) / cal.CALIBRATION_DIR
+    s = cal.load(d)
+    head = "<h2>Calibration: quality on graded degradations</h2>"
+    if s is None:
+        return head + ("<p>Not calibrated yet: <code>dfkit quality calibrate</code> degrades real crops of this corpus "
+                       "in graded steps and shows what each quality threshold means.</p>")
+    png = d / "calibration.png"
+    img = ""
+    if png.exists():
+        img = _img((png.name, base64.b64encode(png.read_bytes()).decode()), "quality per degradation level")
+    rows = [{"degradation": k, "unit": e["unit"], **{f"quality {t}": s["meaning"][k][t] for t in s["meaning"][k]},
+             "monotone": f"{e['monotone']:.0%}"} for k, e in s["kinds"].items()]
+    targets = "".join(f"<li>{'PASS' if t['ok'] else 'FAIL'}: {html.escape(t['what'])} (measured {t['value']:.3f})</li>"
+                      for t in s["targets"])
+    return (head + f"<p>{s['n_crops']} clean crops, composite {html.escape(s['form'])}: clean median "
+            f"{s['clean']['median']:.3f}. The table gives the level at which the median quality falls below each "
+            f"threshold.</p>" + img + _table(pd.DataFrame(rows)) + f"<ul>{targets}</ul>")
+
+
 def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumbs: int = 24) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     m = corpus.metadata()
@@ -175,6 +198,7 @@ def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumb
     ms = plot_metric_scores(m, out)
     if ms:
         parts.append("<h2>Metric scores</h2>" + _img(ms, "per-metric score distributions"))
+    parts.append(_calibration_section(corpus.root, out))
     q = m.dropna(subset=["quality"]).sort_values("quality")
     cap = lambda r: f"{r['method']} {r['quality']:.2f}\nworst: {_worst_metric(r)}"  # noqa: E731
     worst = thumbnails(corpus, q.head(n_thumbs), out, "worst_crops.png", cap)
