@@ -7,6 +7,7 @@ settings as ``config.yaml``/``config.json``. User errors are :class:`~dfkit.erro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -185,12 +186,39 @@ def quality_sweep_cmd(
     device: Optional[str] = _opt(None, "--device", help="cpu, cuda or auto."),
     workers: Optional[int] = _opt(None, "--workers", help="DataLoader workers."),
     threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads."),
+    inject: Optional[str] = typer.Option(None, "--inject", help="Known-effect check KIND:LEVEL[:FRACTION], e.g. "
+                                         "defocus:3:0.5: degrade that share of the training videos at load time "
+                                         "(never in the corpus), score them, report how well quality separates "
+                                         "them (AUROC with CI), then sweep. Kinds: defocus, motion, jpeg, noise, "
+                                         "scale, under, over, h264."),
+    separation_only: bool = typer.Option(False, "--separation-only", help="With --inject: report the AUROC only, "
+                                         "train nothing."),
 ) -> None:
     """Train and evaluate at several --min-quality thresholds with the training-set size held equal (subsampled
-    by video to the smallest arm, per class), over seeds, plus a low-quality-only arm: table + plot with CIs."""
+    by video to the smallest arm, per class), over seeds, plus a low-quality-only arm: table + plot with CIs and
+    the paired differences of every arm against the unfiltered one. With --inject, first degrade a known share of
+    the training videos, so the sweep has an effect to find."""
     from dfkit.train.experiments import parse_floats, parse_ints, quality_sweep, sweep_table_text
 
     _quiet_logs()
+    if separation_only and not inject:
+        raise DfkitError("--separation-only needs --inject KIND:LEVEL[:FRACTION]")
+    if inject:
+        from dfkit.quality.degrade import parse_injection
+        from dfkit.train.known_effect import known_effect
+
+        inj = parse_injection(inject)  # refused before anything runs or is written
+        cli = dict(corpus=str(corpus) if corpus else None, task=task, backbone=backbone, datasets=datasets,
+                   split=split, epochs=epochs, img_size=img_size, crop=crop, batch_size=batch_size, lr=lr,
+                   augment=augment, device=device, workers=workers, threads=threads, progress=False)
+        rep = known_effect(_base_settings(config, cli), inj, thresholds=parse_floats(thresholds),
+                           seeds=parse_ints(seeds), out=out, n_boot=n_boot, sweep=not separation_only,
+                           metric=metric, level=level, echo=typer.echo)
+        if not separation_only:
+            typer.echo(sweep_table_text(json.loads((out / "sweep" / "sweep.json").read_text())))
+        typer.echo(f"known effect: {out / 'known_effect.json'}" + ("" if separation_only else
+                                                                    f" (sweep: {out / 'sweep' / 'sweep.md'})"))
+        return
     cli = dict(corpus=str(corpus) if corpus else None, task=task, backbone=backbone, datasets=datasets, split=split,
                epochs=epochs, img_size=img_size, crop=crop, batch_size=batch_size, lr=lr, augment=augment,
                device=device,

@@ -325,6 +325,9 @@ def subsample_by_video(meta: pd.DataFrame, per_class: dict[int, int], seed: int 
 # ----------------------------------------------------------------------------------------------------------------------
 # the torch side
 
+INJECT_COLUMN = "inject"  # "KIND:LEVEL" on a training row: degrade the crop at load time (known-effect check)
+
+
 def _decode(data: bytes) -> np.ndarray:
     import cv2
 
@@ -409,6 +412,12 @@ class CropDataset:
         else:
             keys = (meta["dataset"].astype(str) + "/" + meta["video_id"].astype(str)).to_numpy()
         self.video_keys = keys
+        # the known-effect check (dfkit.train.known_effect): rows whose INJECT_COLUMN names a degradation are
+        # degraded when loaded, exactly as they were scored; nothing is written into the corpus
+        self.inject = None
+        if INJECT_COLUMN in meta and meta[INJECT_COLUMN].notna().any():
+            self.inject = list(zip(meta[INJECT_COLUMN].tolist(), meta["sample_id"].tolist(),
+                                   meta["crop_box"].tolist()))
         self.img_size = int(img_size)
         if crop not in CROP_MODES:
             raise DfkitError(f"crop must be one of {', '.join(CROP_MODES)}, not {crop!r}")
@@ -434,6 +443,10 @@ class CropDataset:
 
     def _image(self, i: int, data: bytes) -> np.ndarray:
         img = _decode(data)
+        if self.inject is not None and self.inject[i][0]:
+            from dfkit.train.known_effect import degrade_loaded
+
+            img = degrade_loaded(img, *self.inject[i])
         if self.augmenter is not None:
             from dfkit.train.augment import sample_rng
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from dfkit.errors import DfkitError
-from dfkit.train.data import parse_list, select_data, subsample_by_video
+from dfkit.train.data import INJECT_COLUMN, DataSelection, parse_list, select_data, subsample_by_video
 from dfkit.train.runner import TrainSettings, train_run
 
 Echo = Callable[[str], None]
@@ -209,9 +209,11 @@ def paired_differences(test: pd.DataFrame, runs: dict[str, dict[int, pd.DataFram
 def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.5, 0.6, 0.7),
                   seeds: Sequence[int] = (0, 1, 2), low_arm: bool = True, out: str | Path = "runs/quality-sweep",
                   metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
-                  echo: Echo = print) -> dict[str, Any]:
+                  echo: Echo = print, selection: DataSelection | None = None) -> dict[str, Any]:
     """Run the sweep (see the module docstring). ``base`` holds the training settings shared by every arm (corpus,
     task, backbone, datasets, split, epochs, ...); its ``min_quality``/``seed``/``out`` are set per arm.
+    ``selection``: a prepared selection of ``base``'s data to sweep instead (the known-effect check passes one whose
+    training rows carry injected degradations and their scores).
 
     Arm runs are kept in ``out/<arm>/seed<k>``; a rerun reuses an arm whose data and settings are unchanged."""
     from dfkit.config import resolve_corpus
@@ -233,9 +235,9 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     base.corpus = str(root)
     workers = default_workers() if base.workers is None else int(base.workers)
     dev = _device(base.device)
-    sel = select_data(root, task=base.task, datasets=base.datasets, methods=base.methods,
-                      compression=base.compression, split=base.split, drop_real=base.drop_real,
-                      seed=base.split_seed)
+    sel = selection if selection is not None else select_data(
+        root, task=base.task, datasets=base.datasets, methods=base.methods, compression=base.compression,
+        split=base.split, drop_real=base.drop_real, seed=base.split_seed)
     train = sel.train
     if "quality" not in train.columns:
         raise DfkitError("this corpus has no quality scores yet: run `dfkit quality` first")
@@ -286,7 +288,9 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
             s.max_quality = a["threshold"] if a["kind"] == "low" else None
             key = _digest({"settings": {k: v for k, v in s.to_dict().items() if k not in ("progress", "workers",
                                                                                           "threads")},
-                           "rows": sub["sample_id"].tolist(), "n_boot": n_boot})
+                           "rows": sub["sample_id"].tolist(), "n_boot": n_boot,
+                           # injected degradations (known-effect check) change the training pixels
+                           "inject": (sub[INJECT_COLUMN].tolist() if INJECT_COLUMN in sub else None)})
             done = run_dir / "sweep_arm.json"
             res = None
             if done.exists():
