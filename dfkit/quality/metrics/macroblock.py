@@ -8,13 +8,14 @@ part onto the source grid (as blockiness does, ``source_grid``) and compares the
 of luma across the 16-pixel macroblock boundaries (positions ≡ 15, 0 mod 16) with the same inside macroblocks
 (positions 2 … 13):
 
-    raw = ½ (Ch + Cv),   C = (mean |Δ²Y| at boundaries + 0.05) / (mean |Δ²Y| inside + 0.05)
+    raw = ½ (Ch + Cv),   C = (mean |Δ²Y| at boundaries + 0.25) / (mean |Δ²Y| inside + 0.25)
 
+(the 0.25 grey levels keep smooth, texture-poor faces from reading their tiny interior curvature as blocking).
 raw ≈ 1: no macroblock structure (camera noise and natural texture have no 16-pixel phase); on FF++ c23 faces
-1.05 (10–90 %: 0.98–1.19); a re-encode of the same clip at CRF 32 / 40 / 48 raises it on ≥ 96 % of crops (median
-1.18 / 1.23 / 1.30); JPEG's 8×8 blocks raise it too (q 15: 2.1). Blur and down-scaling lower it (the boundaries
+1.06 (10–90 %: 1.00–1.13); a re-encode of the same clip at CRF 32 / 40 / 48 raises it on 93 / 96 / 96 % of crops
+(median 1.11 / 1.14 / 1.17); JPEG's 8×8 blocks raise it too. Blur and down-scaling lower it (the boundaries
 are smoothed as much as the interiors), which their own measures (sharpness) see. A relative measure: it tells a
-more compressed copy of a frame from a less compressed one far better (≥ 96 %) than it ranks different clips,
+more compressed copy of a frame from a less compressed one far better (96 %) than it ranks different clips,
 whose texture varies more than the quantiser's mark.
 """
 
