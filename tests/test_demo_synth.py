@@ -29,7 +29,8 @@ COMPRESSIONS = ("c0", "c23", "c40")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     summary = make_demo_dataset(root, n_identities=6, n_frames=N_FRAMES, frame_size=SIZE,
-                                compressions=COMPRESSIONS, seed=0, progress=False)
+                                compressions=COMPRESSIONS, seed=0, progress=False, looks=True,
+                                realistic_capture=True)
     return root, summary
 
 
@@ -141,7 +142,8 @@ def test_fake_matches_original_outside_face_only(demo, comp, max_outside):
             d = np.abs(fake - orig).mean(-1)
             assert d[outside].mean() < max_outside, (m, a, b, d[outside].mean())
             assert d[inside].mean() > 5.0, (m, a, b, d[inside].mean())
-            assert d[inside].mean() > 3 * d[outside].mean()
+            # (2.5x: at c23 the looks' hair texture next to the face re-encodes a little differently per video)
+            assert d[inside].mean() > 2.5 * d[outside].mean()
 
 
 def test_methods_differ_from_each_other_inside_face(demo):
@@ -182,6 +184,8 @@ def test_mediapipe_full_range_finds_the_face_in_originals(demo):
     w, h = SIZE
     with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd:
         for tid, boxes in s["face_boxes"].items():
+            if tid in s["capture"]:  # poorly filmed on purpose: the detector may miss a share, as on real data
+                continue
             frames = decode(root / f"original_sequences/youtube/c23/videos/{tid}.mp4")
             good = 0
             for frame, (x0, y0, x1, y1) in zip(frames, boxes):
@@ -205,10 +209,43 @@ def test_hard_coded_astronaut_face_matches_mediapipe():
         assert np.allclose(det["keypoints"][name], xy, atol=3.0), name
 
 
+def test_identities_are_distinct_under_the_split_audit_measure(demo):
+    """Crops of two different identities are not near duplicates (dHash distance > 4, as ``dfkit splits audit``
+    counts them); two frames of one identity may well be."""
+    from dfkit.splits import dhash
+
+    root, s = demo
+    hashes = {}
+    for tid, boxes in s["face_boxes"].items():
+        frames = decode(root / f"original_sequences/youtube/c0/videos/{tid}.mp4")
+        hs = []
+        for frame, (x0, y0, x1, y1) in zip(frames, boxes):
+            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.65 * max(x1 - x0, y1 - y0)
+            crop = frame[max(0, int(cy - half)):int(cy + half), max(0, int(cx - half)):int(cx + half)]
+            hs.append(dhash(np.ascontiguousarray(crop)))
+        hashes[tid] = hs
+    ids = list(hashes)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            d = min(bin(x ^ y).count("1") for x in hashes[a] for y in hashes[b])
+            assert d > 4, (a, b, d)
+
+
+def test_poor_capture_only_on_planned_targets(demo):
+    """The second identity of each pair is filmed poorly (original and fakes alike); train has clean and poor."""
+    from dfkit.demo.synth import CAPTURE
+
+    _, s = demo
+    assert set(s["capture"]) == {b for p in all_pairs(s) for b in p[1:]}
+    assert all(p["capture"] in CAPTURE for p in s["capture"].values())
+    train = s["ids"]["train"]
+    assert any(t in s["capture"] for t in train) and any(t not in s["capture"] for t in train)
+
+
 def test_deterministic_given_seed(demo, tmp_path):
     root, s = demo
     s2 = make_demo_dataset(tmp_path, n_identities=6, n_frames=N_FRAMES, frame_size=SIZE, compressions=("c23",),
-                           seed=0, progress=True)
+                           seed=0, progress=True, looks=True, realistic_capture=True)
     assert s2["pairs"] == s["pairs"] and s2["face_boxes"] == s["face_boxes"]
     a, b = all_pairs(s)[1]
     for rel in (f"original_sequences/youtube/c23/videos/{a}.mp4",

@@ -32,7 +32,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -178,38 +178,89 @@ class _Identity:
 
     sid: str
     index: int
-    face_rgb: np.ndarray  # the recoloured 512x512 astronaut (not mirrored)
+    face_rgb: np.ndarray  # the identity's 512x512 portrait (shape, skin, hair, accessories, colour; not mirrored)
     mirror: bool
-    scale: float  # astronaut pixels -> canvas pixels
+    scale: float  # portrait pixels -> canvas pixels
     anchor: tuple[float, float]  # canvas point where the face-ellipse centre sits
     canvas: np.ndarray  # the rendered scene, RGB uint8
     face_mask: np.ndarray  # soft face ellipse, canvas coordinates, float32
     cam: dict[str, float]  # camera path parameters
+    keypoints: dict[str, tuple[float, float]] = field(default_factory=dict)  # in portrait pixels
+    face_center: tuple[float, float] = FACE_ELLIPSE_CENTER
+    face_axes: tuple[float, float] = FACE_ELLIPSE_AXES
+    look: Any = None
 
-    def placement(self, mirror: bool | None = None) -> np.ndarray:
-        """2x3 affine: astronaut pixels -> canvas pixels (mirrored about the face's vertical axis if asked)."""
+    def placement(self, mirror: bool | None = None, center: tuple[float, float] | None = None) -> np.ndarray:
+        """2x3 affine: portrait pixels -> canvas pixels (mirrored about the face's vertical axis if asked). With
+        ``center`` (another portrait's face centre) that portrait's face lands where this one's does."""
         mirror = self.mirror if mirror is None else mirror
-        cx, cy = FACE_ELLIPSE_CENTER
+        cx, cy = self.face_center if center is None else center
         s, (ax, ay) = self.scale, self.anchor
         sx = -s if mirror else s
         return np.array([[sx, 0.0, ax - sx * cx], [0.0, s, ay - s * cy]], dtype=np.float64)
 
 
+#: two identities' canonical face crops (:func:`_canonical_hash`) differ in at least this many of dHash's 64 bits;
+#: ``dfkit splits audit`` calls crops within 4 bits near duplicates, and camera motion moves one identity's crops
+#: by about 13 bits (median), so 14 keeps different identities' crops apart in practice (checked by the tests)
+MIN_IDENTITY_DISTANCE = 14
+
+
+def _canonical_hash(face_rgb: np.ndarray, face_center: tuple[float, float], mirror: bool) -> int:
+    """dHash (:func:`dfkit.splits.dhash`) of the identity's face as the ingest crops it: a square of 1.3 face-box
+    heights around the face, 128 px, mirrored if the identity is."""
+    from dfkit.splits import dhash
+
+    bx = (ASTRONAUT_FACE_BOX[0] + ASTRONAUT_FACE_BOX[2]) / 2 - FACE_ELLIPSE_CENTER[0] + face_center[0]
+    by = (ASTRONAUT_FACE_BOX[1] + ASTRONAUT_FACE_BOX[3]) / 2 - FACE_ELLIPSE_CENTER[1] + face_center[1]
+    half = 0.65 * (ASTRONAUT_FACE_BOX[3] - ASTRONAUT_FACE_BOX[1])
+    crop = face_rgb[int(by - half):int(by + half), int(bx - half):int(bx + half)]
+    crop = cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA)
+    return dhash(crop[:, ::-1] if mirror else crop)
+
+
 def _make_identity(sid: str, index: int, frame_wh: tuple[int, int], rng: np.random.Generator,
-                   astronaut: np.ndarray) -> _Identity:
+                   astronaut: np.ndarray, taken: list[int] | None = None, looks: bool = True) -> _Identity:
+    """One identity. Without ``looks``: the astronaut recoloured only (hue / saturation / gamma / gains, mirrored
+    on odd indices), as the demo had it before :mod:`dfkit.demo.looks`. With ``looks``: its look is redrawn (up to 15 times) until its canonical face crop is at least
+    :data:`MIN_IDENTITY_DISTANCE` dHash bits from every hash in ``taken`` (the identities made before); its hash is
+    then appended to ``taken``."""
+    from dfkit.demo.looks import random_look, render_look
+
     w, h = frame_wh
     cw, ch = int(round(1.8 * w)), int(round(1.8 * h))
-    # looks: spread hues deterministically by index, jitter the rest
-    hue = [0.0, 16.0, -16.0, 28.0, -28.0, 8.0][index % 6] + rng.uniform(-4, 4)
-    sat = rng.uniform(0.75, 1.3)
-    gamma = rng.uniform(0.8, 1.25)
-    gains = rng.uniform(0.85, 1.1, 3)
-    face_rgb = _recolour(astronaut, hue, sat, gamma, gains)
-    mirror = bool(index % 2)
+    taken = [] if taken is None else taken
+    best = None
+    if not looks:
+        hue = [0.0, 16.0, -16.0, 28.0, -28.0, 8.0][index % 6] + rng.uniform(-4, 4)
+        sat, gamma, gains = rng.uniform(0.75, 1.3), rng.uniform(0.8, 1.25), rng.uniform(0.85, 1.1, 3)
+        best = (64, None, _recolour(astronaut, hue, sat, gamma, gains), dict(ASTRONAUT_KEYPOINTS),
+                FACE_ELLIPSE_CENTER, FACE_ELLIPSE_AXES, bool(index % 2), 0)
+    for _ in range(15 if looks else 0):
+        # face shape, skin tone, light, hair and accessories (dfkit.demo.looks), then a global colour look
+        look = random_look(index, rng)
+        portrait, kps, fc, fa = render_look(astronaut, look, ASTRONAUT_KEYPOINTS, FACE_ELLIPSE_CENTER,
+                                            FACE_ELLIPSE_AXES)
+        # (a small hue change only: skin tone is the look's; a green or magenta face is no face for the detector)
+        hue = [0.0, 6.0, -6.0, 10.0, -10.0, 3.0][index % 6] + rng.uniform(-3, 3)
+        sat = rng.uniform(0.75, 1.3)
+        gamma = rng.uniform(0.8, 1.25)
+        gains = rng.uniform(0.85, 1.1, 3)
+        face_rgb = _recolour(portrait, hue, sat, gamma, gains)
+        mirror = bool(rng.uniform() < 0.5)
+        hsh = _canonical_hash(face_rgb, fc, mirror)
+        dist = min((bin(hsh ^ t).count("1") for t in taken), default=64)
+        if best is None or dist > best[0]:
+            best = (dist, look, face_rgb, kps, fc, fa, mirror, hsh)
+        if dist >= MIN_IDENTITY_DISTANCE:
+            break
+    _, look, face_rgb, kps, fc, fa, mirror, hsh = best
+    if looks:
+        taken.append(hsh)
     face_px = rng.uniform(0.30, 0.36) * min(w, h)  # face-box height in frame pixels
     scale = face_px / (ASTRONAUT_FACE_BOX[3] - ASTRONAUT_FACE_BOX[1])
     anchor = (cw / 2 + rng.uniform(-0.04, 0.04) * w, ch / 2 + rng.uniform(-0.03, 0.03) * h)
-    ident = _Identity(sid, index, face_rgb, mirror, scale, anchor, np.empty(0), np.empty(0), {})
+    ident = _Identity(sid, index, face_rgb, mirror, scale, anchor, np.empty(0), np.empty(0), {}, kps, fc, fa, look)
 
     bg = _background(index, (cw, ch), rng)
     A = ident.placement()
@@ -218,7 +269,7 @@ def _make_identity(sid: str, index: int, frame_wh: tuple[int, int], rng: np.rand
     pmask = _soft_ellipse((512, 512), _PORTRAIT_CENTER, _PORTRAIT_AXES, 24.0)
     pmask = cv2.warpAffine(pmask, A, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
     ident.canvas = (bg * (1 - pmask) + person * pmask + 0.5).astype(np.uint8)
-    ident.face_mask = cv2.warpAffine(_soft_ellipse((512, 512), FACE_ELLIPSE_CENTER, FACE_ELLIPSE_AXES, 10.0), A,
+    ident.face_mask = cv2.warpAffine(_soft_ellipse((512, 512), fc, fa, 10.0), A,
                                      (cw, ch), flags=cv2.INTER_LINEAR)
     ident.cam = {
         "ax": rng.uniform(0.10, 0.16) * w, "ay": rng.uniform(0.05, 0.09) * h,
@@ -345,7 +396,50 @@ def _checkerboard(frame, mask, t, factor: int = 3):
 # --------------------------------------------------------------------------------------------------- video I/O
 
 
-def _capture(frames: list[np.ndarray], tid: str, seed: int) -> list[np.ndarray]:
+#: the kinds of poor capture a poorly filmed target gets (one each), with the range its level is drawn from -- in the
+#: units of :mod:`dfkit.quality.degrade`, at severities real datasets have (FF++ / DFDC / Celeb-DF at 480p-720p)
+CAPTURE: dict[str, dict[str, tuple[float, float]]] = {
+    "defocus": {"defocus": (2.0, 4.0)},  # Gaussian σ, frame px: an out-of-focus webcam / phone
+    "motion": {"motion": (7.0, 13.0)},  # blur length, frame px: a hand-held camera panning
+    "low_light": {"under": (0.25, 0.4), "noise": (8.0, 15.0)},  # exposure gain (linear light) + sensor noise σ
+    "compression": {"h264": (40.0, 45.0)},  # CRF of an earlier, heavy re-encode (an upload, a messenger)
+    "low_res": {"scale": (0.25, 0.35)},  # a small camera / a zoomed-in low-resolution video, up-scaled
+}
+
+
+def capture_plan(poor: list[str], seed: int) -> dict[str, dict[str, float]]:
+    """``{target id: {degrade kind: level}}`` for the poorly filmed targets: the kinds of :data:`CAPTURE` dealt
+    round in a seeded order (so every split's few poor targets get different kinds), levels drawn in their ranges."""
+    rng = np.random.default_rng([seed, 11])
+    kinds = list(CAPTURE)
+    order = [kinds[i] for i in rng.permutation(len(kinds))]
+    plan = {}
+    for k, tid in enumerate(poor):
+        kind = order[k % len(order)]
+        plan[tid] = {"capture": kind, **{d: float(np.round(rng.uniform(*r), 2)) for d, r in CAPTURE[kind].items()}}
+    return plan
+
+
+def _capture(frames: list[np.ndarray], tid: str, plan: dict[str, Any], seed: int) -> list[np.ndarray]:
+    """Poor capture of one target video, applied alike to its original and all its fakes (the same noise too, so
+    pairs stay pixel-aligned outside the face), with :func:`dfkit.quality.degrade.degrade`: defocus, motion blur,
+    low light (under-exposure, then sensor noise), an earlier heavy H.264 encode, or low resolution."""
+    from dfkit.quality.degrade import degrade, h264_clip
+
+    out = []
+    for t, f in enumerate(frames):
+        rng = np.random.default_rng([seed, int(tid), t, 7])
+        for kind, level in plan.items():
+            if kind in ("capture", "h264"):
+                continue
+            f = degrade(f, kind, level, rng)
+        out.append(f)
+    if "h264" in plan:
+        out = h264_clip(out, plan["h264"])
+    return out
+
+
+def _capture_classic(frames: list[np.ndarray], tid: str, seed: int) -> list[np.ndarray]:
     """Poor capture conditions for one target video (its original and all its fakes alike, with the same noise,
     so pairs stay pixel-aligned outside the face): defocus blur ramping up over the clip, under-exposure and
     sensor noise. This spreads the demo's quality scores, so filtering by quality has something to filter."""
@@ -368,6 +462,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = F
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
+        # preset veryfast: about 3x faster than x264's default at the same CRF (the demo's time budget)
         stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for arr in frames:
@@ -382,7 +477,8 @@ def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = F
 
 def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
                       frame_size: tuple[int, int] = (320, 256), compressions=("c23", "c40"), seed: int = 0,
-                      progress: bool = True, degrade: bool = True) -> dict[str, Any]:
+                      progress: bool = True, degrade: bool = True, looks: bool = False,
+                      realistic_capture: bool = False) -> dict[str, Any]:
     """Write the synthetic demo dataset under ``root`` in FF++ layout and return a summary.
 
     ``frame_size`` is (width, height), both even. ``compressions`` are names from :data:`CRF`. For every chosen
@@ -413,7 +509,8 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
     ids = [i for s in _SPLITS for p in pairs[s] for i in p]
     rng = np.random.default_rng([seed, 1])
     astronaut = data.astronaut()
-    idents = {sid: _make_identity(sid, k, (w, h), rng, astronaut) for k, sid in enumerate(ids)}
+    taken: list[int] = []
+    idents = {sid: _make_identity(sid, k, (w, h), rng, astronaut, taken, looks) for k, sid in enumerate(ids)}
 
     jobs: list[tuple[str, str, str | None]] = [("original", t, None) for t in ids]
     for split in _SPLITS:
@@ -434,8 +531,8 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
     geometry: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]]] = {}
     face_boxes: dict[str, list[list[float]]] = {}
     kp_names = list(ASTRONAUT_KEYPOINTS)
-    kp_astro = np.array([ASTRONAUT_KEYPOINTS[k] for k in kp_names])
     for tid, ident in idents.items():
+        kp_astro = np.array([ident.keypoints[k] for k in kp_names])
         A = ident.placement()
         per_frame = []
         for t in range(n_frames):
@@ -457,7 +554,11 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
         face_boxes[tid] = boxes
 
     # the second identity of every pair is filmed badly (see _capture): each split has clean and poor videos
-    degraded = {b for split in _SPLITS for _, b in pairs[split]}
+    poor = [b for split in _SPLITS for _, b in pairs[split]]
+    if realistic_capture:
+        plan = capture_plan(poor, seed) if degrade else {}
+    else:  # the older ramp of blur + darkening + noise (_capture_classic)
+        plan = {b: {"capture": "classic"} for b in poor} if degrade else {}
     videos: list[dict[str, Any]] = []
     files: list[str] = []
     for method, tid, sid in jobs:
@@ -470,7 +571,7 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
             if method == "PoissonSwap":
                 tgt, src = idents[tid], idents[sid]
                 # the source identity's portrait, placed where the target's face is (own colours, own mirroring)
-                src_canvas = cv2.warpAffine(src.face_rgb, tgt.placement(mirror=src.mirror),
+                src_canvas = cv2.warpAffine(src.face_rgb, tgt.placement(mirror=src.mirror, center=src.face_center),
                                             tgt.canvas.shape[1::-1], flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_REPLICATE)
                 frames = [_poisson_swap(f, m, t, cv2.warpAffine(src_canvas, M, (w, h), flags=cv2.INTER_LINEAR,
@@ -482,8 +583,9 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
                 frames = [_texture_render(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
             else:
                 frames = [_checkerboard(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
-        if degrade and tid in degraded:
-            frames = _capture(frames, tid, seed)
+        if tid in plan:
+            frames = (_capture(frames, tid, plan[tid], seed) if realistic_capture
+                      else _capture_classic(frames, tid, seed))
         for c in compressions:
             rel = f"{rel_dir.format(c=c)}/{name}"
             write_video(root / rel, frames, CRF[c])
@@ -513,6 +615,7 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
         "frame_size": [w, h],
         "fps": FPS,
         "seed": seed,
-        "degraded": sorted(degraded) if degrade else [],
+        "degraded": sorted(plan),
+        "capture": plan,
         "seconds": seconds,
     }
