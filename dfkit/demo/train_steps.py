@@ -97,6 +97,32 @@ def step_eval(cfg, echo: Echo) -> None:
     echo(f"    reports: {out / 'eval.md'}, {out / 'eval.html'}, {out / 'confusion_video.png'}")
 
 
+def _sentence(rep: dict[str, Any]) -> str:
+    """One sentence on the quality effect: the report's own ``conclusion`` when it has one, else built from its
+    summary (high-quality arm vs low-quality-only arm, mean over seeds, and whether every seed agrees)."""
+    if rep.get("conclusion"):
+        return str(rep["conclusion"])
+    m = f"{rep['level']} {rep['metric'].replace('_', ' ')}"
+    hi = next((s for s in rep["summary"] if s["kind"] == "min"), None)
+    lo = next((s for s in rep["summary"] if s["kind"] == "low"), None)
+    if hi is None or lo is None or hi["mean"] is None or lo["mean"] is None:
+        return "The quality sweep could not compare a high-quality arm with a low-quality-only arm."
+    diffs = []
+    for seed in rep["seeds"]:
+        v = {r["kind"]: r["value"] for r in rep["runs"] if r["seed"] == seed and r["arm"] in (hi["arm"], lo["arm"])}
+        if v.get("min") is not None and v.get("low") is not None:
+            diffs.append(v["min"] - v["low"])
+    d = hi["mean"] - lo["mean"]
+    n = len(diffs)
+    agree = n > 1 and (all(x > 0 for x in diffs) or all(x < 0 for x in diffs))
+    what = (f"training on the high-quality crops ({hi['arm']}) gave test {m} {hi['mean']:.2f} against "
+            f"{lo['mean']:.2f} for the low-quality crops ({lo['arm']}) at equal training size "
+            f"({rep['train_frames_per_arm']} crops), a difference of {d:+.2f} over {n} seed(s)")
+    if agree and abs(d) >= 0.05:
+        return f"Quality effect: {what}, with every seed pointing the same way."
+    return f"No clear quality effect: {what}, which the seeds do not consistently support."
+
+
 def step_sweep(cfg, echo: Echo) -> None:
     import numpy as np
 
@@ -108,17 +134,22 @@ def step_sweep(cfg, echo: Echo) -> None:
     if "quality" not in meta.columns or meta["quality"].isna().all():
         echo("[7] quality sweep skipped: the corpus has no quality scores (run `dfkit quality` first)")
         return
-    # the demo's crops are all of similar quality (0.86-0.93): split the training crops at their median
+    # The threshold is the median quality of the training crops, fixed before any arm is trained: it splits the
+    # training pool into two halves of equal size (so the equal-size arms use all the data they can), and it does
+    # not depend on where the composite's absolute scale happens to sit while that scale is being recalibrated.
+    # Half of the training targets are filmed poorly by construction (synth.capture_plan), so the median separates
+    # poor from clean capture to the extent the quality score does -- which is what the sweep then tests.
     median = float(np.round(np.nanmedian(meta["quality"].to_numpy(float)), 3))
-    seeds = (0,) if cfg.quick else (0, 1)
+    seeds = (0,) if cfg.quick else (0, 1, 2)
     s = _settings(cfg, epochs=4 if cfg.quick else 6, samples_per_epoch=480 if cfg.quick else 640)
     conf = _write_config(cfg, s, "sweep-demo.yaml")
-    echo(f"[7] dfkit experiment quality-sweep --corpus {cfg.corpus} --config {conf} --thresholds 0,{median} "
-         f"--seeds {','.join(map(str, seeds))} --out {out}")
-    rep = quality_sweep(s, thresholds=(0.0, median), seeds=seeds, low_arm=True, out=out, n_boot=1000,
+    echo(f"[7] dfkit experiment quality-sweep --corpus {cfg.corpus} --config {conf} --thresholds {median} "
+         f"--low-arm --seeds {','.join(map(str, seeds))} --out {out}")
+    rep = quality_sweep(s, thresholds=(median,), seeds=seeds, low_arm=True, out=out, n_boot=1000,
                         echo=lambda m: echo("    " + m))
     echo("    " + sweep_table_text(rep).replace("\n", "\n    "))
     echo(f"    sweep: {out / 'sweep.md'}, {out / 'sweep.png'}")
+    cfg.conclusion = _sentence(rep)  # run_demo ends with it
 
 
 #: appended to :data:`dfkit.demo.run.STEPS`
