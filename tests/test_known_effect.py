@@ -117,3 +117,27 @@ def test_sweep_inject_cli(scored_corpus, tmp_path, capsys):
     code, _, err = run_cli(["experiment", "quality-sweep", "--corpus", scored_corpus, "--inject", "blur:3",
                             "--out", tmp_path / "bad"], capsys)
     assert code == 2 and "unknown kind" in err and not (tmp_path / "bad").exists()
+
+
+def test_calibrate_on_corpus_crops_and_the_audit_section(scored_corpus, tmp_path, capsys):
+    """`dfkit quality calibrate` on a corpus: a seeded sample spread over videos, written into the corpus's
+    calibration folder, and shown by `dfkit audit`; the corpus's shards are not touched."""
+    from dfkit.quality import calibrate as cal
+
+    before = _digest(scored_corpus)
+    src = cal.sources_from_corpus(scored_corpus, n=10, seed=3)
+    assert len(src) == 10 and len({s.row["video_id"] for s in src}) == 10  # one crop per video first
+    assert [s.key for s in src] == [s.key for s in cal.sources_from_corpus(scored_corpus, n=10, seed=3)]
+    code, out, err = run_cli(["quality", "calibrate", "--corpus", scored_corpus, "--n", "6", "--kinds",
+                              "defocus,noise", "--quiet"], capsys)
+    assert code == 0, err
+    s = cal.load(scored_corpus / cal.CALIBRATION_DIR)
+    assert s["n_crops"] == 6 and set(s["kinds"]) == {"defocus", "noise"}
+    strongest = s["kinds"]["defocus"]["levels"][-1]["median"]
+    assert strongest < s["clean"]["median"] - 0.3
+    assert _digest(scored_corpus) == before
+    code, out, err = run_cli(["audit", "--corpus", scored_corpus, "--out", tmp_path / "audit", "--no-leaks",
+                              "--thumbs", "4"], capsys)
+    assert code == 0, err
+    html = (tmp_path / "audit" / "index.html").read_text()
+    assert "Calibration: quality on graded degradations" in html and "defocus" in html

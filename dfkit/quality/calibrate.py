@@ -136,7 +136,7 @@ def sources_from_corpus(root: Path, n: int = 64, seed: int = 0, datasets: Sequen
         depth += 1
     sel = pd.DataFrame(picked)
     out: list[Source] = []
-    files = c.crop_files
+    files = c.crop_files()
     for fi, part in sel.groupby("_file"):
         t = pq.read_table(files[int(fi)])
         t = t.filter(pc.is_in(t["sample_id"], value_set=__import__("pyarrow").array(part["sample_id"].tolist())))
