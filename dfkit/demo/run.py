@@ -92,6 +92,16 @@ def step_quality(cfg: DemoConfig, echo: Echo) -> None:
     s = run_quality(cfg.corpus, workers=cfg.workers, fullref_frames=4 if cfg.quick else 8,
                     log=lambda m: echo("    " + m))
     echo(f"    {s.crops} crops measured, {s.fullref_pairs} fake/original pairs compared, {s.seconds:.1f} s")
+    from dfkit.quality import calibrate as cal
+
+    n = 12 if cfg.quick else 32
+    echo(f"[3b] dfkit quality calibrate --corpus {cfg.corpus} --n {n}")
+    t0 = time.perf_counter()
+    r = cal.calibrate(cal.sources_from_corpus(cfg.corpus, n=n), cfg.corpus / cal.CALIBRATION_DIR)
+    echo(f"    {r['n_crops']} clean crops degraded in graded steps: clean median quality {r['clean']['median']:.2f}; "
+         "median falls below 0.5 at " + ", ".join(f"{k} {m['0.5']}" for k, m in r["meaning"].items())
+         + f"; {sum(t['ok'] for t in r['targets'])} of {len(r['targets'])} targets met "
+         f"({time.perf_counter() - t0:.0f} s; {r['files']['calibration.md']})")
 
 
 def step_audit(cfg: DemoConfig, echo: Echo) -> None:
