@@ -43,10 +43,11 @@ def _settings(root):
                          batch_size=16, workers=0, threads=1, compression="c23")
 
 
-@pytest.mark.parametrize("spec, floor", [("defocus:3:0.5", 0.9), ("jpeg:15:0.5", 0.95)])
-def test_quality_separates_injected_crops(scored_corpus, spec, floor):
-    """Measured on the demo's c23 crops: JPEG q 15 >= 0.95; defocus σ = 3 about 0.91-0.94, because ~10 % of the clean
-    synthetic c23 crops already score low on the macroblock measure (smooth content shows H.264's structure)."""
+@pytest.mark.parametrize("spec", ["defocus:3:0.5", "jpeg:15:0.5"])
+def test_quality_separates_injected_crops(scored_corpus, spec):
+    """The issue's target on the demo's c23 crops: AUROC >= 0.95 (measured 1.00 for both). With the c40 crops among
+    the 'clean' ones, defocus falls to ~0.89: heavily compressed clean crops score low themselves."""
+    floor = 0.95
     before = _digest(scored_corpus)
     rep = ke.known_effect(_settings(scored_corpus), spec, sweep=False, out=scored_corpus.parent / "out",
                           n_boot=200, progress=False, echo=lambda m: None)
