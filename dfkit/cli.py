@@ -201,6 +201,11 @@ def quality(
     compression, the composite `quality` in [0,1] and full-reference change for fakes. New --weights only redo
     the composite."""
     if ctx.invoked_subcommand is not None:
+        given = [f"--{k.rstrip('_').replace('_', '-')}" for k, v in ctx.params.items()
+                 if ctx.get_parameter_source(k).name != "DEFAULT"]
+        if given:
+            raise DfkitError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` is an option of `dfkit quality`: "
+                             f"put it after the subcommand (dfkit quality {ctx.invoked_subcommand} --help)")
         return
     from dfkit.quality import explain, resolve_weights
     from dfkit.quality.run import run_quality
@@ -247,7 +252,7 @@ def quality_calibrate(
     from dfkit.quality import resolve_weights
     from dfkit.quality.degrade import list_degradations
 
-    w = resolve_weights(weights)
+    w = resolve_weights(weights) if weights or videos is not None else None  # None: the corpus's own weights
     ks = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
     for k in ks or []:
         if k not in list_degradations():
@@ -270,6 +275,10 @@ def quality_calibrate(
         root = _corpus_path(corpus)
         dfkit.corpus.open(root)
         out = out or root / cal.CALIBRATION_DIR
+        if w is None:  # calibrate the composite the corpus's scores were made with
+            from dfkit.quality.run import stored_weights
+
+            w = resolve_weights(stored_weights(root))
         sources = cal.sources_from_corpus(root, n=n, seed=seed)
     s = cal.calibrate(sources, out, kinds=ks, weights=w, progress=not quiet)
     typer.echo(cal.markdown(s))

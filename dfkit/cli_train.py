@@ -213,7 +213,7 @@ def quality_sweep_cmd(
                    augment=augment, device=device, workers=workers, threads=threads, progress=False)
         rep = known_effect(_base_settings(config, cli), inj, thresholds=parse_floats(thresholds),
                            seeds=parse_ints(seeds), out=out, n_boot=n_boot, sweep=not separation_only,
-                           metric=metric, level=level, echo=typer.echo)
+                           metric=metric, level=level, low_arm=low_arm, echo=typer.echo)
         if not separation_only:
             typer.echo(sweep_table_text(json.loads((out / "sweep" / "sweep.json").read_text())))
         typer.echo(f"known effect: {out / 'known_effect.json'}" + ("" if separation_only else

@@ -127,7 +127,13 @@ def test_calibrate_on_corpus_crops_and_the_audit_section(scored_corpus, tmp_path
 
     before = _digest(scored_corpus)
     src = cal.sources_from_corpus(scored_corpus, n=10, seed=3)
-    assert len(src) == 10 and len({s.row["video_id"] for s in src}) == 10  # one crop per video first
+    # the cleanest crops: real videos at the least compressed level, spread over every such video first
+    assert len(src) == 10 and {s.row["label"] for s in src} == {"real"} and {s.row["compression"] for s in src} == {"c23"}
+    import dfkit.corpus
+
+    v = dfkit.corpus.open(scored_corpus).videos()
+    n_real = int(((v["label"] == "real") & (v["compression"] == "c23")).sum())
+    assert len({s.row["video_id"] for s in src}) == min(10, n_real)
     assert [s.key for s in src] == [s.key for s in cal.sources_from_corpus(scored_corpus, n=10, seed=3)]
     code, out, err = run_cli(["quality", "calibrate", "--corpus", scored_corpus, "--n", "6", "--kinds",
                               "defocus,noise", "--quiet"], capsys)
@@ -155,3 +161,26 @@ def test_macroblock_sees_heavier_h264_on_the_same_frame(scored_corpus):
         m[m["compression"] == "c40"].set_index(key)[["q_macroblock"]], lsuffix="_23", rsuffix="_40", how="inner")
     assert len(j) > 100
     assert (j["q_macroblock_40"] < j["q_macroblock_23"]).mean() >= 0.85
+
+
+def test_bad_sweep_options_and_stale_scores_are_refused_before_scoring(scored_corpus, tmp_path, monkeypatch):
+    from dfkit.errors import DfkitError
+
+    called = []
+    monkeypatch.setattr(ke, "score_injected", lambda *a, **k: called.append(1))
+    with pytest.raises(DfkitError, match="unknown metric"):
+        ke.known_effect(_settings(scored_corpus), "jpeg:15", metric="f2", out=tmp_path / "x", echo=lambda m: None)
+    with pytest.raises(DfkitError, match=r"thresholds lie in \[0, 1\]"):
+        ke.known_effect(_settings(scored_corpus), "jpeg:15", thresholds=(0, 1.5), out=tmp_path / "x",
+                        echo=lambda m: None)
+    # a corpus scored by another quality version: its stored scores are not comparable with fresh ones
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(scored_corpus, old)
+    for p in (old / "quality").glob("*.parquet"):
+        t = pq.read_table(p)
+        pq.write_table(t.replace_schema_metadata({**t.schema.metadata, b"dfkit.quality.version": b"1"}), p)
+    with pytest.raises(DfkitError, match="quality version 1"):
+        ke.known_effect(_settings(old), "jpeg:15", out=tmp_path / "y", echo=lambda m: None)
+    assert not called and not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

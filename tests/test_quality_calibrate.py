@@ -114,7 +114,8 @@ def test_degrade_crop_works_on_the_source_grid(face):
 @pytest.mark.parametrize("spec, msg", [("blur:3", "unknown kind"), ("defocus", "KIND:LEVEL"),
                                        ("defocus:x:0.5", "numbers"), ("defocus:3:1.5", "FRACTION"),
                                        ("jpeg:150:0.5", "1..100"), ("scale:2:0.5", "below 1"),
-                                       ("noise:-1:0.5", "positive")])
+                                       ("noise:-1:0.5", "positive"), ("over:0.5", "above 1"),
+                                       ("motion:1", "at least 2"), ("jpeg:15.9", "whole number")])
 def test_bad_injection_specs_are_one_clear_error(spec, msg):
     with pytest.raises(DfkitError, match=msg):
         parse_injection(spec)
@@ -197,3 +198,24 @@ def test_calibration_through_the_cli_on_a_clip(tmp_path, capsys):
     assert "What a threshold means" in out
     code, _, err = run_cli(["quality", "calibrate", "--videos", tmp_path / "nothing"], capsys)
     assert code == 2 and "no such file" in err
+
+
+def test_threshold_crossings():
+    # levels [first, l1, l2, ...] with the clean median first
+    assert cal._crossing([1, 1, 2, 3, 5], [0.45, 0.55, 0.4, 0.3, 0.2], 0.5, False) == "below at clean"
+    assert cal._crossing([1, 1, 2, 3, 5], [0.9, 0.8, 0.6, 0.4, 0.2], 0.5, False) == "2.5"
+    assert cal._crossing([1, 1, 2, 3, 5], [0.9, 0.4, 0.3, 0.2, 0.1], 0.5, False) == "< 1"
+    assert cal._crossing([1, 1, 2], [0.9, 0.8, 0.7], 0.5, False) == "not below at 2"
+
+
+def test_clip_ids_keep_folders_apart(tmp_path):
+    a, b = tmp_path / "c23" / "videos" / "000.mp4", tmp_path / "c40" / "videos" / "000.mp4"
+    assert cal._clip_id(a, [a, b]) == "c23/videos/000" and cal._clip_id(b, [a, b]) == "c40/videos/000"
+
+
+def test_group_options_before_the_subcommand_are_refused(tmp_path, capsys):
+    from tests.test_train_cli import run_cli
+
+    code, _, err = run_cli(["quality", "--corpus", tmp_path, "calibrate"], capsys)
+    assert code == 2 and "after the subcommand" in err and "--corpus" in err
+    assert not (tmp_path / "calibration").exists()

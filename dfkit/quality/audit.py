@@ -162,12 +162,13 @@ def _calibration_section(root: Path, out: Path) -> str:
     img = ""
     if png.exists():
         img = _img((png.name, base64.b64encode(png.read_bytes()).decode()), "quality per degradation level")
+    f = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731 - NaN is stored as null
     rows = [{"degradation": k, "unit": e["unit"], **{f"quality {t}": s["meaning"][k][t] for t in s["meaning"][k]},
-             "monotone": f"{e['monotone']:.0%}"} for k, e in s["kinds"].items()]
-    targets = "".join(f"<li>{'PASS' if t['ok'] else 'FAIL'}: {html.escape(t['what'])} (measured {t['value']:.3f})</li>"
+             "monotone": f(e["monotone"], ".0%")} for k, e in s["kinds"].items()]
+    targets = "".join(f"<li>{'PASS' if t['ok'] else 'FAIL'}: {html.escape(t['what'])} (measured {f(t['value'])})</li>"
                       for t in s["targets"])
     return (head + f"<p>{s['n_crops']} clean crops, composite {html.escape(s['form'])}: clean median "
-            f"{s['clean']['median']:.3f}. The table gives the level at which the median quality falls below each "
+            f"{f(s['clean']['median'])}. The table gives the level at which the median quality falls below each "
             f"threshold.</p>" + img + _table(pd.DataFrame(rows)) + f"<ul>{targets}</ul>")
 
 

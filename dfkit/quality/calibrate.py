@@ -69,6 +69,17 @@ class Source:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _clip_id(p: Path, paths: Sequence[Path]) -> str:
+    """A clip's id: its path relative to the clips' common folder (file names alone repeat, e.g. FF++'s c23/c40)."""
+    import os
+
+    try:
+        base = Path(os.path.commonpath([str(Path(x).resolve().parent) for x in paths]))
+        return Path(p).resolve().relative_to(base).with_suffix("").as_posix()
+    except ValueError:
+        return Path(p).with_suffix("").as_posix()
+
+
 def sources_from_videos(paths: Sequence[Path], per_video: int = 4, crop_size: int = 256,
                         meta: Callable[[Path], dict] | None = None) -> list[Source]:
     """``per_video`` frames spread over each clip (each with the ``WINDOW - 1`` frames before it), cut as the
@@ -97,7 +108,7 @@ def sources_from_videos(paths: Sequence[Path], per_video: int = 4, crop_size: in
                         break
         except Exception:  # noqa: BLE001 - an unreadable clip is skipped, the others still calibrate
             continue
-        m = dict(meta(p)) if meta else {"dataset": "clip", "video_id": p.stem}
+        m = dict(meta(p)) if meta else {"dataset": "clip", "video_id": _clip_id(p, paths)}
         for w in want:
             win = [frames[i] for i in range(w - WINDOW + 1, w + 1) if i in frames]
             if len(win) < WINDOW:
@@ -123,6 +134,14 @@ def sources_from_corpus(root: Path, n: int = 64, seed: int = 0, datasets: Sequen
         meta = meta[meta["dataset"].isin(list(datasets))]
     if meta.empty:
         raise DfkitError(f"{root} has no crops to calibrate on" + (f" in {', '.join(datasets)}" if datasets else ""))
+    # the cleanest crops the corpus has: real videos (fakes carry their method's artifacts) at the least compressed
+    # level present; everything when there are no reals
+    from dfkit.quality.metrics.compression import compression_level
+
+    reals = meta[meta["label"] == "real"]
+    if len(reals):
+        lv = reals["compression"].map(lambda c: compression_level(c)).fillna(1e9)
+        meta = reals[lv == lv.min()]
     rng = np.random.default_rng(seed)
     groups = [g.sample(frac=1.0, random_state=int(rng.integers(1 << 31)))
               for _, g in meta.groupby(["dataset", "video_id"], sort=True)]
@@ -205,17 +224,17 @@ def _crossing(levels: Sequence[float], medians: Sequence[float], t: float, log: 
     below ``t``, from the clean value at level ``None``."""
     lv = list(levels)
     md = list(medians)
+    if md and md[0] < t:
+        return "below at clean"
     for j in range(1, len(md)):
         a, b = md[j - 1], md[j]
         if b < t <= a:
             if j == 1:
-                return f"< {lv[1]:g}" if not math.isnan(b) else "-"
+                return f"< {lv[1]:g}"
             x0, x1 = lv[j - 1], lv[j]
             f = (a - t) / (a - b) if a != b else 0.0
             x = math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))) if log else x0 + f * (x1 - x0)
             return f"{x:.3g}"
-    if md and md[0] < t:
-        return "below at clean"
     return f"not below at {lv[-1]:g}" if md else "-"
 
 
@@ -249,11 +268,12 @@ def summarize(df: pd.DataFrame) -> dict:
         wide = sub.pivot(index="source", columns="rank", values="quality").sort_index(axis=1)
         wide.insert(0, 0, clean["quality"].reindex(wide.index))
         steps = np.diff(wide.to_numpy(np.float64), axis=1)
-        mono = float(np.mean(np.all(np.nan_to_num(steps, nan=0.0) <= MONOTONE_TOL, axis=1)))
+        known = np.isfinite(steps).all(axis=1)  # a crop unmeasurable at some level says nothing about monotony
+        mono = float(np.mean(np.all(steps[known] <= MONOTONE_TOL, axis=1))) if known.any() else float("nan")
         out["kinds"][k] = {"unit": d.unit, "description": d.description, "levels": per, "monotone": mono}
         out["targets"].append({"what": f"{k}: quality never rises by > {MONOTONE_TOL:g} as the level grows, "
                                        f"for >= {MONOTONE_TARGET:.0%} of crops", "value": mono,
-                               "ok": mono >= MONOTONE_TARGET})
+                               "ok": bool(mono >= MONOTONE_TARGET)})
         for p in per:
             if d.is_target(p["level"]):
                 out["targets"].append({"what": f"{k} {p['level']:g} ({d.unit}): median quality < "

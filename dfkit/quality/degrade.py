@@ -242,14 +242,20 @@ def parse_injection(spec: str, option: str = "--inject") -> Injection:
         frac = float(parts[2]) if len(parts) == 3 else 0.5
     except ValueError:
         raise DfkitError(f"{option} {spec!r}: LEVEL and FRACTION must be numbers") from None
-    if not math.isfinite(level) or level <= 0:
+    if not math.isfinite(level) or level < 0 or (level == 0 and kind != "h264"):
         raise DfkitError(f"{option} {spec!r}: LEVEL must be a positive number")
+    if kind in ("jpeg", "h264") and level != int(level):
+        raise DfkitError(f"{option} {spec!r}: a {'JPEG quality' if kind == 'jpeg' else 'CRF'} is a whole number")
     if kind == "jpeg" and not 1 <= level <= 100:
         raise DfkitError(f"{option} {spec!r}: JPEG quality lies in 1..100")
     if kind == "h264" and not 0 <= level <= 51:
         raise DfkitError(f"{option} {spec!r}: H.264 CRF lies in 0..51")
     if kind in ("scale", "under") and not level < 1:
         raise DfkitError(f"{option} {spec!r}: a {kind} factor lies below 1")
+    if kind == "over" and not level > 1:
+        raise DfkitError(f"{option} {spec!r}: an over-exposure gain lies above 1")
+    if kind == "motion" and level < 2:
+        raise DfkitError(f"{option} {spec!r}: a motion blur is at least 2 px long")
     if not 0 < frac < 1:
         raise DfkitError(f"{option} {spec!r}: FRACTION lies strictly between 0 and 1")
     return Injection(kind, level, frac)

@@ -46,6 +46,24 @@ class QualitySummary:
     errors: list[str] = field(default_factory=list)
 
 
+def stored_weights(root: Path) -> dict[str, float] | None:
+    """The composite weights the corpus's quality shards were made with (None before `dfkit quality`). A
+    :class:`~dfkit.errors.DfkitError` when a shard was made by another quality version (its scores would not be
+    comparable with fresh ones)."""
+    from dfkit.errors import DfkitError
+    from dfkit.quality.compute import QUALITY_VERSION
+
+    weights = None
+    for sh in list_shards(root, "quality"):
+        md = pq.read_schema(sh.path).metadata or {}
+        if int(md.get(META_VERSION, b"0")) != QUALITY_VERSION:
+            raise DfkitError(f"{sh.path} was made by quality version {int(md.get(META_VERSION, b'0'))}, this dfkit "
+                             f"scores with version {QUALITY_VERSION}: run `dfkit quality --corpus {root}` first")
+        if weights is None and META_WEIGHTS in md:
+            weights = json.loads(md[META_WEIGHTS])
+    return weights
+
+
 def _ref_id(dataset: str, video_id: str, frame: int) -> str:
     return f"{dataset}/{video_id}/{frame:06d}"
 

@@ -416,8 +416,9 @@ class CropDataset:
         # degraded when loaded, exactly as they were scored; nothing is written into the corpus
         self.inject = None
         if INJECT_COLUMN in meta and meta[INJECT_COLUMN].notna().any():
-            self.inject = list(zip(meta[INJECT_COLUMN].tolist(), meta["sample_id"].tolist(),
-                                   meta["crop_box"].tolist()))
+            boxes = meta["crop_box"].tolist() if "crop_box" in meta else [None] * len(meta)
+            self.inject = [(spec if isinstance(spec, str) else None, sid, box)
+                           for spec, sid, box in zip(meta[INJECT_COLUMN].tolist(), meta["sample_id"].tolist(), boxes)]
         self.img_size = int(img_size)
         if crop not in CROP_MODES:
             raise DfkitError(f"crop must be one of {', '.join(CROP_MODES)}, not {crop!r}")

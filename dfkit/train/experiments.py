@@ -206,6 +206,18 @@ def paired_differences(test: pd.DataFrame, runs: dict[str, dict[int, pd.DataFram
 # ----------------------------------------------------------------------------------------------------------------------
 # quality sweep
 
+def check_sweep_options(metric: str, level: str, thresholds: Sequence[float]) -> list[float]:
+    """The sweep's option checks (one line each); the sorted, distinct thresholds."""
+    if level not in ("frame", "video"):
+        raise DfkitError("--level must be frame or video")
+    if metric not in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "eer"):
+        raise DfkitError(f"unknown metric {metric!r}: accuracy, balanced_accuracy, macro_f1, auc or eer")
+    thresholds = sorted(set(float(t) for t in thresholds))
+    if any(not 0 <= t <= 1 for t in thresholds):
+        raise DfkitError("quality thresholds lie in [0, 1]")
+    return thresholds
+
+
 def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.5, 0.6, 0.7),
                   seeds: Sequence[int] = (0, 1, 2), low_arm: bool = True, out: str | Path = "runs/quality-sweep",
                   metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
@@ -220,13 +232,7 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     from dfkit.train.data import default_workers
 
     t0 = time.perf_counter()
-    if level not in ("frame", "video"):
-        raise DfkitError("--level must be frame or video")
-    if metric not in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "eer"):
-        raise DfkitError(f"unknown metric {metric!r}: accuracy, balanced_accuracy, macro_f1, auc or eer")
-    thresholds = sorted(set(float(t) for t in thresholds))
-    if any(not 0 <= t <= 1 for t in thresholds):
-        raise DfkitError("quality thresholds lie in [0, 1]")
+    thresholds = check_sweep_options(metric, level, thresholds)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     out = Path(out).expanduser()
     base = TrainSettings.from_dict(base.to_dict())

@@ -111,7 +111,7 @@ def inject(sel, inj: Injection, seed: int = 0, weights=None, progress: bool = Fa
     train.loc[idx, "quality"] = new["quality"].reindex(sids).to_numpy()
     train.loc[idx, "video_quality"] = new["video_quality"].reindex(sids).to_numpy()
     train[INJECT_COLUMN] = None
-    train.loc[idx, INJECT_COLUMN] = f"{inj.kind}:{inj.level:g}"
+    train.loc[idx, INJECT_COLUMN] = f"{inj.kind}:{inj.level!r}"  # repr: loaded at exactly the scored level
     return replace(sel, train=train, notes=list(sel.notes) + [
         f"known effect: {inj.kind} {inj.level:g} injected at load time into {len(keys)} training videos "
         f"({int(hit.sum())} crops); the corpus is unchanged"]), keys
@@ -178,15 +178,18 @@ def separation_line(inj: Injection, n_videos: int, sep: dict[str, Any]) -> str:
 
 def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[float] = (0.0, 0.5),
                  seeds: Sequence[int] = (0, 1), out: str | Path = "runs/known-effect", n_boot: int = 1000,
-                 sweep: bool = True, metric: str = "balanced_accuracy", level: str = "video",
+                 sweep: bool = True, metric: str = "balanced_accuracy", level: str = "video", low_arm: bool = True,
                  progress: bool = True, echo: Echo = print) -> dict[str, Any]:
     """Steps 1-5 of the module doc; writes ``known_effect.json`` (and the sweep's files) under ``out``."""
     from dfkit.config import resolve_corpus
+    from dfkit.quality.run import stored_weights
     from dfkit.train.data import select_data
+    from dfkit.train.experiments import check_sweep_options
     from dfkit.train.runner import TrainSettings
 
     t0 = time.perf_counter()
     inj = inject_spec if isinstance(inject_spec, Injection) else parse_injection(inject_spec)
+    thresholds = check_sweep_options(metric, level, thresholds)  # refused before the slow scoring
     base = TrainSettings.from_dict(base.to_dict())
     base.validate()
     root = Path(base.corpus).expanduser() if base.corpus else resolve_corpus(None)
@@ -195,7 +198,7 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
     sel = select_data(root, task=base.task, datasets=base.datasets, methods=base.methods,
                       compression=base.compression, split=base.split, drop_real=base.drop_real,
                       seed=base.split_seed)
-    weights = _corpus_weights(root)
+    weights = stored_weights(root)
     sel2, keys = inject(sel, inj, seed=base.seed, weights=weights, progress=progress)
     sep = separation(sel2.train, n_boot=n_boot, seed=base.seed)
     echo(separation_line(inj, len(keys), sep))
@@ -204,7 +207,7 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
     if sweep:
         from dfkit.train.experiments import quality_sweep
 
-        rep = quality_sweep(base, thresholds=thresholds, seeds=seeds, out=out / "sweep", metric=metric,
+        rep = quality_sweep(base, thresholds=thresholds, seeds=seeds, low_arm=low_arm, out=out / "sweep", metric=metric,
                             level=level, n_boot=n_boot, echo=echo, selection=sel2)
         report["sweep"] = {k: rep.get(k) for k in ("summary", "paired", "conclusion", "out_dir")}
     report["seconds"] = time.perf_counter() - t0
@@ -214,16 +217,3 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
     atomic_write_bytes(out / "known_effect.json", json.dumps(report, indent=1, default=str).encode())
     report["out_dir"] = str(out)
     return report
-
-
-def _corpus_weights(root: Path):
-    """The composite weights the corpus's quality shards were made with (so injected crops are scored alike)."""
-    import pyarrow.parquet as pq
-
-    from dfkit.corpus.store import committed_shards
-
-    for sh in committed_shards(root, "quality"):
-        md = pq.read_schema(sh.path).metadata or {}
-        if b"dfkit.quality.weights" in md:
-            return json.loads(md[b"dfkit.quality.weights"])
-    return None
