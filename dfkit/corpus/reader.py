@@ -229,6 +229,16 @@ class Corpus:
         return ds.cast_column("image", datasets.Image(decode=decode))
 
 
+def shard_rows(files: Sequence[Path], rows: pd.DataFrame) -> Iterable[pa.Table]:
+    """The full crop rows (bytes and every column) of metadata ``rows`` (with ``_file``), one table per shard,
+    each shard read once."""
+    import pyarrow.compute as pc
+
+    for fi, part in rows.groupby("_file", sort=True):
+        t = pq.read_table(files[int(fi)])
+        yield t.filter(pc.is_in(t["sample_id"], value_set=pa.array(part["sample_id"].astype(str).tolist())))
+
+
 class CropReader:
     """Random access to crop bytes: reads the small row group holding a crop (16 rows) and keeps a few."""
 

@@ -136,12 +136,15 @@ def thumbnails(corpus, rows: pd.DataFrame, out: Path, name: str, caption: Callab
 
 
 def _worst_metric(rec: dict) -> str:
-    """The weighted metric with the lowest score: what pulls this crop's quality down."""
-    from dfkit.quality.composite import DEFAULT_WEIGHTS
+    """The metric that sets this crop's quality (the weighted minimum's argument, default weights)."""
+    import numpy as np
 
-    scores = {n: rec.get(f"q_{n}") for n in list_metrics() if DEFAULT_WEIGHTS.get(n, 0) > 0}
-    scores = {k: v for k, v in scores.items() if v is not None and not pd.isna(v)}
-    return min(scores, key=scores.get) if scores else "?"
+    from dfkit.quality.composite import weakest
+
+    scores = {n: np.array([np.nan if rec.get(f"q_{n}") is None else rec[f"q_{n}"]], dtype=np.float64)
+              for n in list_metrics()}
+    w = weakest(scores)
+    return w[0] if len(w) and w[0] else "?"
 
 
 def _table(df: pd.DataFrame) -> str:

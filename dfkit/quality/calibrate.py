@@ -123,10 +123,8 @@ def sources_from_videos(paths: Sequence[Path], per_video: int = 4, crop_size: in
 def sources_from_corpus(root: Path, n: int = 64, seed: int = 0, datasets: Sequence[str] | None = None) -> list[Source]:
     """``n`` crops of the corpus's usable videos, spread over as many videos as possible (round robin over a
     seeded shuffle of videos)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     import dfkit.corpus
+    from dfkit.corpus.reader import shard_rows
 
     c = dfkit.corpus.open(root)
     meta = c.metadata()
@@ -153,14 +151,7 @@ def sources_from_corpus(root: Path, n: int = 64, seed: int = 0, datasets: Sequen
             if depth < len(g) and len(picked) < n:
                 picked.append(g.iloc[depth])
         depth += 1
-    sel = pd.DataFrame(picked)
-    out: list[Source] = []
-    files = c.crop_files()
-    for fi, part in sel.groupby("_file"):
-        t = pq.read_table(files[int(fi)])
-        t = t.filter(pc.is_in(t["sample_id"], value_set=__import__("pyarrow").array(part["sample_id"].tolist())))
-        for r in t.to_pylist():
-            out.append(Source(r["sample_id"], r))
+    out = [Source(r["sample_id"], r) for t in shard_rows(c.crop_files(), pd.DataFrame(picked)) for r in t.to_pylist()]
     return sorted(out, key=lambda s: s.key)
 
 
@@ -280,9 +271,9 @@ def summarize(df: pd.DataFrame) -> dict:
                                                f"{DEGRADED_TARGET:g}", "value": p["median"],
                                        "ok": p["median"] < DEGRADED_TARGET})
         log = k in ("scale", "under", "over", "jpeg")
-        lv = [None] + levels
         md = [out["clean"]["median"]] + [p["median"] for p in per]
-        out["meaning"][k] = {f"{t:g}": _crossing([levels[0]] + levels, md, t, log) if lv else "-"
+        # _crossing's level list lines up with md: a placeholder for the clean crop, then the graded levels
+        out["meaning"][k] = {f"{t:g}": _crossing([levels[0]] + levels, md, t, log)
                              for t in THRESHOLDS}
     out["ok"] = all(t["ok"] for t in out["targets"])
     return out

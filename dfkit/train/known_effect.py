@@ -71,18 +71,15 @@ def score_injected(files: Sequence[Path], rows: pd.DataFrame, inj: Injection, we
                    progress: bool = False) -> pd.DataFrame:
     """``sample_id, quality, video_quality`` of ``rows`` (corpus rows with ``_file``) after the injection."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
+    from dfkit.corpus.reader import shard_rows
     from dfkit.ingest.faces import decode_crop, encode_crop
     from dfkit.quality.compute import compute_quality
 
     parts = []
-    for fi, part in tqdm(rows.groupby("_file"), desc=f"inject {inj.kind}:{inj.level:g}", unit="shard",
-                         disable=not progress, leave=False):
-        t = pq.read_table(files[int(fi)])
-        t = t.filter(pc.is_in(t["sample_id"], value_set=pa.array(part["sample_id"].astype(str).tolist())))
+    for t in tqdm(shard_rows(files, rows), total=rows["_file"].nunique(), desc=f"inject {inj.kind}:{inj.level:g}",
+                  unit="shard", disable=not progress, leave=False):
         crops = []
         for sid, data, box in zip(t["sample_id"].to_pylist(), t["crop"].to_pylist(), t["crop_box"].to_pylist()):
             img = degrade_crop(decode_crop(data), {"crop_box": box}, inj.kind, inj.level, crop_rng(sid))
