@@ -8,13 +8,12 @@ Everything else -- probing, frame sampling, decoding, face detection, tracking, 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from dfkit.errors import DfkitError
+from dfkit.registry import Registry
 
 LABELS = ("real", "fake")
 SPLITS = ("train", "val", "test")
@@ -118,36 +117,27 @@ class Adapter:
         return {"root": str(self.root), **{k: v for k, v in self.opts.items() if v is not None}}
 
 
-_REGISTRY: dict[str, type[Adapter]] = {}
+#: every adapter, by its class's ``name``; the modules of ``dfkit/ingest/adapters/`` are imported on first lookup
+ADAPTERS: Registry[type[Adapter]] = Registry("dataset", "dfkit.ingest.adapters", named_by="attribute")
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:
-    """Class decorator: make an adapter available by ``cls.name`` (``dfkit ingest NAME``)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__} has no name")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    import dfkit.ingest.adapters as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    """Class decorator: make an adapter available by ``cls.name`` (``dfkit ingest NAME``); a name taken by another
+    adapter is refused."""
+    return ADAPTERS.register(cls)
 
 
 def list_adapters() -> dict[str, type[Adapter]]:
-    _load_all()
-    return dict(sorted(_REGISTRY.items()))
+    """Every registered adapter class by name, sorted by name."""
+    return dict(ADAPTERS.items())
 
 
 def get_adapter(name: str) -> type[Adapter]:
-    adapters = list_adapters()
-    if name not in adapters:
-        raise DfkitError(f"unknown dataset {name!r}; known: {', '.join(adapters)}")
-    return adapters[name]
+    """The adapter class of dataset ``name``; :class:`~dfkit.registry.UnknownNameError` (a DfkitError) listing the
+    known datasets otherwise."""
+    return ADAPTERS.get(name)
 
 
 def create_adapter(name: str, root: str | Path, **options: Any) -> Adapter:
     """Factory: ``create_adapter("ffpp", "/data/FaceForensics++", compression="c23")``."""
-    return get_adapter(name)(root, **options)
+    return ADAPTERS.create(name, root, **options)

@@ -23,13 +23,13 @@ defaults beside it).
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
+
+from dfkit.registry import Registry
 
 NAN = float("nan")
 
@@ -274,50 +274,26 @@ class Metric:
 # registry
 # ----------------------------------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, type[Metric]] = {}
-_LOADED = False
+#: every metric, by its class's ``name``; the modules of ``dfkit/quality/metrics/`` are imported on first lookup
+METRICS: Registry[type[Metric]] = Registry("quality metric", "dfkit.quality.metrics", named_by="attribute")
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
-    """Class decorator: make a metric available under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    other = _REGISTRY.get(cls.name)
-    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
-        raise ValueError(f"metric {cls.name!r} registered twice ({other.__module__} and {cls.__module__})")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    from dfkit.quality import metrics as pkg
-
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    _LOADED = True
+    """Class decorator: make a metric available under ``cls.name``; a name taken by another metric is refused."""
+    return METRICS.register(cls)
 
 
 def list_metrics(level: str | None = None) -> list[str]:
     """Names of all registered metrics (optionally only ``level="crop"`` or ``"video"``), in a stable order: by
     each class's ``order``, then name."""
-    _load_all()
-    names = sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n))
-    if level is not None:
-        names = [n for n in names if _REGISTRY[n].level == level]
-    return names
+    names = METRICS.list(None if level is None else (lambda cls: cls.level == level))
+    return sorted(names, key=lambda n: (METRICS.get(n).order, n))
 
 
 def create_metric(name: str) -> Metric:
-    """A metric instance by name; ValueError naming the known metrics otherwise."""
-    _load_all()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(list_metrics())}") from None
+    """A metric instance by name; :class:`~dfkit.registry.UnknownNameError` (a DfkitError and a ValueError) naming
+    the known metrics otherwise."""
+    return METRICS.create(name)
 
 
 def get_metrics(names: Sequence[str] | None = None) -> list[Metric]:

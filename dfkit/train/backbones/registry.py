@@ -2,8 +2,8 @@
 
 Every backbone is a :class:`BackboneClassifier`: a feature extractor that maps a normalised image batch
 ``B x 3 x H x W`` to a pooled embedding ``B x D`` (``.embed(x)``) and a linear head on top (``forward(x)`` returns
-logits ``B x num_classes``). Families register a factory with :func:`register_backbone`; users build models with
-:func:`create_backbone`.
+logits ``B x num_classes``). Families register a factory with :func:`register_backbone` (or a timm model with :func:`register_timm_backbone`),
+naming it once; users build models with :func:`create_backbone`.
 
 Weights, in order of precedence:
 
@@ -26,6 +26,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from dfkit.registry import Registry
+
 logger = logging.getLogger("dfkit.train")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,8 +38,9 @@ class BackboneClassifier(nn.Module):
     """A feature extractor plus a linear classification head.
 
     Attributes: ``features`` (module: image batch -> pooled embedding), ``head`` (``nn.Linear``), ``embed_dim``,
-    ``num_classes``, ``backbone_name``, ``img_size`` (the default input side), ``mean``/``std`` (the input
-    normalisation the weights expect) and ``weights_source`` (``"scratch"``, ``"timm-pretrained"`` or a path).
+    ``num_classes``, ``backbone_name`` (the registered name, set by :func:`create_backbone`), ``img_size`` (the
+    default input side), ``mean``/``std`` (the input normalisation the weights expect) and ``weights_source``
+    (``"scratch"``, ``"timm-pretrained"`` or a path).
     """
 
     def __init__(
@@ -46,8 +49,8 @@ class BackboneClassifier(nn.Module):
         embed_dim: int,
         num_classes: int,
         *,
-        backbone_name: str,
         img_size: int,
+        backbone_name: str = "",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         drop_rate: float = 0.0,
@@ -106,7 +109,10 @@ class BackboneSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+#: every backbone, by the name its registration gives; the family modules of ``dfkit/train/backbones/`` are
+#: imported on first lookup
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", "dfkit.train.backbones", named_by="argument",
+                                             skip=("registry",))
 
 
 def register_backbone(
@@ -118,38 +124,59 @@ def register_backbone(
     description: str = "",
     tags: tuple[str, ...] = (),
 ) -> Callable[[Factory], Factory]:
-    """Decorator registering ``factory(num_classes, pretrained, weights, img_size, **kwargs) -> BackboneClassifier``.
+    """Decorator registering ``factory(num_classes, pretrained, img_size, **kwargs) -> BackboneClassifier`` as
+    ``name`` (the one place a backbone is named: :func:`create_backbone` sets the model's ``backbone_name``).
 
     Factories build the architecture (and, for ``pretrained=True``, fetch timm's weights); :func:`create_backbone`
-    then handles ``weights=PATH`` and the from-scratch message, so factories need not.
+    then handles ``weights=PATH`` and the from-scratch message, so factories need not. A taken name is refused.
     """
 
     def deco(factory: Factory) -> Factory:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneSpec(name, factory, family, default_img_size, timm_name, description, tuple(tags))
+        BACKBONES.add(name, BackboneSpec(name, factory, family, default_img_size, timm_name, description,
+                                         tuple(tags)))
         return factory
 
     return deco
 
 
-def _ensure_families_loaded() -> None:
-    # importing the package registers every family (one module per family)
-    import dfkit.train.backbones  # noqa: F401
+def register_timm_backbone(
+    name: str,
+    *,
+    family: str,
+    default_img_size: int,
+    timm_name: str | None = None,
+    pass_img_size: bool = False,
+    description: str = "",
+    tags: tuple[str, ...] = (),
+) -> None:
+    """Register a timm model with our own head (:func:`timm_classifier`) as ``name``; ``timm_name`` defaults to
+    ``name``. ``pass_img_size``: the model is built for the input side (ViT, Swin)."""
+    register_backbone(name, family=family, default_img_size=default_img_size, timm_name=timm_name or name,
+                      description=description, tags=tags)(TimmFactory(timm_name or name, pass_img_size))
+
+
+@dataclass(frozen=True)
+class TimmFactory:
+    """The factory of a timm backbone: :func:`timm_classifier` of ``timm_name``."""
+
+    timm_name: str
+    pass_img_size: bool = False
+
+    def __call__(self, num_classes: int, pretrained: bool = False, img_size: int = 224,
+                 **kw: Any) -> BackboneClassifier:
+        return timm_classifier(self.timm_name, num_classes=num_classes, pretrained=pretrained, img_size=img_size,
+                               pass_img_size=self.pass_img_size, **kw)
 
 
 def list_backbones(family: str | None = None) -> list[str]:
     """Registered backbone names, sorted (optionally only one family)."""
-    _ensure_families_loaded()
-    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+    return BACKBONES.list(None if family is None else (lambda spec: spec.family == family))
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    _ensure_families_loaded()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+    """The registered spec of ``name``; :class:`~dfkit.registry.UnknownNameError` (a DfkitError and a KeyError)
+    listing the known backbones otherwise."""
+    return BACKBONES.get(name)
 
 
 def create_backbone(
@@ -176,6 +203,7 @@ def create_backbone(
     size = int(img_size or spec.default_img_size)
     use_timm_pretrained = bool(pretrained) and weights is None
     model = spec.factory(num_classes=num_classes, pretrained=use_timm_pretrained, img_size=size, **kwargs)
+    model.backbone_name = spec.name
     if weights is not None:
         load_local_weights(model, weights)
         model.weights_source = str(weights)
@@ -249,12 +277,12 @@ def load_local_weights(model: BackboneClassifier, path: str | Path) -> None:
 def timm_classifier(
     timm_name: str,
     *,
-    backbone_name: str,
     num_classes: int,
     pretrained: bool,
     img_size: int,
     pass_img_size: bool = False,
     drop_rate: float = 0.0,
+    backbone_name: str = "",
     **timm_kwargs: Any,
 ) -> BackboneClassifier:
     """``timm.create_model(timm_name, pretrained=pretrained, num_classes=0)`` (pooled features) + our own head.

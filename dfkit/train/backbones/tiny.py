@@ -41,10 +41,9 @@ class TinyCNN(nn.Module):
 @register_backbone("tiny", family="tiny", default_img_size=64,
                    description="4-block CNN, ~100k params, for tests and the demo (no pretrained weights)",
                    tags=("test", "cpu"))
-def tiny(num_classes: int, pretrained: bool = False, img_size: int = 64, drop_rate: float = 0.0,
-         widths: tuple[int, ...] = (16, 32, 64, 128)) -> BackboneClassifier:
+def _factory(num_classes: int, pretrained: bool = False, img_size: int = 64, drop_rate: float = 0.0,
+             widths: tuple[int, ...] = (16, 32, 64, 128)) -> BackboneClassifier:
     if pretrained:
-        raise ValueError("the 'tiny' backbone has no pretrained weights; use pretrained=False (or weights=PATH)")
+        raise ValueError("this backbone has no pretrained weights; use pretrained=False (or weights=PATH)")
     features = TinyCNN(tuple(widths))
-    return BackboneClassifier(features, features.num_features, num_classes, backbone_name="tiny",
-                              img_size=img_size, drop_rate=drop_rate)
+    return BackboneClassifier(features, features.num_features, num_classes, img_size=img_size, drop_rate=drop_rate)
