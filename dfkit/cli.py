@@ -140,7 +140,7 @@ def datasets(
     its options (pass them to `dfkit ingest` as --opt KEY=VALUE)."""
     import json
 
-    from dfkit.ingest.datasets_cli import describe_adapters
+    from dfkit.ingest.catalog import describe_adapters
 
     items = describe_adapters()
     if name is not None:

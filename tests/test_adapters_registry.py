@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from dfkit.ingest.base import Adapter, list_adapters
-from dfkit.ingest.datasets_cli import describe_adapters
+import dfkit.ingest.adapters
+from dfkit.errors import DfkitError, LayoutError
+from dfkit.ingest.base import Adapter, create_adapter, list_adapters
+from dfkit.ingest.catalog import describe_adapters
 from dfkit.paths import manifests_dir
 from dfkit.taxonomy import dataset_manifest, taxonomy
 
-NEW = ["celebdf", "dfdc", "dfdcp", "deeperforensics", "forgerynet", "df40", "fakeavceleb", "wilddeepfake", "kodf",
-       "folder", "csv"]
+ADAPTERS = list(list_adapters())
 
 
-def test_all_adapters_registered_with_description():
-    adapters = list_adapters()
-    for name in NEW:
-        cls = adapters[name]
-        assert issubclass(cls, Adapter) and cls.title and cls.expects, name
-        assert (manifests_dir() / name / "methods.yaml").is_file(), name
+def test_every_adapter_module_registers_one():
+    here = Path(dfkit.ingest.adapters.__file__).parent
+    assert {p.stem for p in here.glob("*.py") if not p.name.startswith("_")} == set(ADAPTERS)
+    assert {"ffpp", "demo", "celebdf", "dfdc", "folder", "csv"} <= set(ADAPTERS)
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_adapter_registered_with_description(name):
+    cls = list_adapters()[name]
+    assert issubclass(cls, Adapter) and cls.name == name and cls.title and cls.expects, name
+    assert cls.__module__ == f"dfkit.ingest.adapters.{name}"  # one file per dataset, named after it
+    assert (manifests_dir() / name / "methods.yaml").is_file(), name
+    assert all(isinstance(k, str) and h for k, h in cls.options.items()), name
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_adapter_creates_and_refuses_bad_roots_and_options(name, tmp_path):
+    a = create_adapter(name, tmp_path)
+    assert isinstance(a, Adapter) and a.root == tmp_path
+    assert a.methods() == list(dataset_manifest(name)["methods"])
+    assert a.ingest_params()["root"] == str(tmp_path)
+    with pytest.raises(LayoutError, match=f"^{name}: "):  # an empty root: says what was expected, no traceback
+        list(a.videos())
+    with pytest.raises(DfkitError, match="does not exist"):
+        list(create_adapter(name, tmp_path / "missing").videos())
+    known = ", ".join(sorted(list_adapters()[name].options)) or "none"
+    with pytest.raises(DfkitError, match=f"unknown option\\(s\\) bogus; known: {known}$"):
+        create_adapter(name, tmp_path, bogus="1")
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(DfkitError, match="unknown dataset 'nope'; known: " + ", ".join(ADAPTERS)):
+        create_adapter("nope", "/tmp")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
 def test_manifest_methods_map_to_taxonomy(name):
     man = dataset_manifest(name)
     assert man["dataset"] == name and man["methods"]
@@ -40,7 +70,9 @@ def test_taxonomy_families_are_defined():
 
 def test_describe_adapters():
     rows = {d["name"]: d for d in describe_adapters()}
-    assert set(NEW) <= set(rows)
+    assert list(rows) == ADAPTERS  # every registered adapter, sorted by name
+    for name, cls in list_adapters().items():
+        assert rows[name]["options"] == dict(cls.options) and rows[name]["expects"] == cls.expects
     cdf = rows["celebdf"]
     assert set(cdf) == {"name", "title", "expects", "methods", "options"}
     assert {m["name"] for m in cdf["methods"]} == {"Celeb-real", "YouTube-real", "Celeb-synthesis"}

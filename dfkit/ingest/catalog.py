@@ -1,4 +1,5 @@
-"""What ``dfkit datasets`` shows: every registered adapter, what it expects on disk, its methods and options."""
+"""The catalogue of datasets (what ``dfkit datasets`` shows): every registered adapter, what it expects on disk, its
+methods and options."""
 
 from __future__ import annotations
 
