@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 
 from dfkit.errors import DfkitError
+from dfkit.train.settings import MIN_QUALITY_HELP, TrainSettings
 
 CORPUS_HELP = "Corpus directory (default: $DFKIT_CORPUS, the config file's `corpus:`, else ./dfkit-corpus)."
 
@@ -22,12 +23,27 @@ def _opt(default: Any, *names: str, help: str, **kw) -> Any:  # noqa: A002 - typ
     return typer.Option(default, *names, help=help, show_default=False, **kw)
 
 
+def _dflt(name: str) -> str:
+    """``TrainSettings``'s default of ``name`` as the help texts show it: the options themselves default to None
+    ("not given": the --config file or the saved run may set it), so the default is spelled once, in the dataclass."""
+    from dfkit.config import default_of
+
+    v = default_of(TrainSettings, name)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _on(name: str, on: str = "on", off: str = "off") -> str:
+    from dfkit.config import default_of
+
+    return on if default_of(TrainSettings, name) else off
+
+
 def _base_settings(config: Optional[Path], cli: dict[str, Any], resume_dir: Optional[Path] = None):
     """defaults < saved run config (when resuming) < --config file < command line."""
     import json
 
     from dfkit.config import resolve_corpus
-    from dfkit.train.runner import TrainSettings, load_settings_file
+    from dfkit.train.settings import load_settings_file
 
     d: dict[str, Any] = {}
     if resume_dir is not None and (resume_dir / "config.json").exists():
@@ -53,46 +69,49 @@ def train(
     config: Optional[Path] = _opt(None, "--config", help="YAML file with the same settings (keys as the options, "
                                   "e.g. `backbone: efficientnet_b0`); the command line overrides it."),
     task: Optional[str] = _opt(None, "--task", help="binary (real vs fake) or attribution (real + each method) "
-                               "(default: attribution)."),
+                               f"(default: {_dflt('task')})."),
     backbone: Optional[str] = _opt(None, "--backbone", help="Backbone name: tiny, efficientnet_b0, efficientnet_b4, "
                                    "legacy_xception, convnext_tiny, convnext_small, swin_small, "
-                                   "vit_small_patch16_224 (default: efficientnet_b0)."),
+                                   f"vit_small_patch16_224 (default: {_dflt('backbone')})."),
     datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets to use (default: all)."),
     methods: Optional[str] = _opt(None, "--methods", help="Only these fake methods (own or canonical names) in "
                                   "training; reals stay. Others become 'unseen' in eval."),
-    min_quality: Optional[float] = _opt(None, "--min-quality", help="Train only on crops with quality >= this "
-                                        "(needs `dfkit quality`); validation/test stay unfiltered."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help=MIN_QUALITY_HELP),
     split: Optional[str] = _opt(None, "--split", help="official (the dataset's split) or identity (no identity "
-                                "or source video in two splits) (default: official)."),
-    split_seed: Optional[int] = _opt(None, "--split-seed", help="Seed of a computed identity split (default: 0; "
-                                     "kept apart from --seed so every training seed sees the same split)."),
-    epochs: Optional[int] = _opt(None, "--epochs", help="Epochs (default: 10)."),
+                                f"or source video in two splits) (default: {_dflt('split')})."),
+    split_seed: Optional[int] = _opt(None, "--split-seed", help="Seed of a computed identity split (default: "
+                                     f"{_dflt('split_seed')}; kept apart from --seed so every training seed "
+                                     "sees the same split)."),
+    epochs: Optional[int] = _opt(None, "--epochs", help=f"Epochs (default: {_dflt('epochs')})."),
     img_size: Optional[int] = _opt(None, "--img-size", help="Input side in pixels (default: the backbone's)."),
     crop: Optional[str] = _opt(None, "--crop", help="resize (the whole crop to --img-size) or center (the central "
-                               "--img-size pixels, at the stored resolution) (default: resize)."),
-    batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size (default: 32)."),
-    lr: Optional[float] = _opt(None, "--lr", help="Peak learning rate (AdamW, cosine schedule) (default: 1e-3)."),
+                               f"--img-size pixels, at the stored resolution) (default: {_dflt('crop')})."),
+    batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size, per process "
+                                     f"(default: {_dflt('batch_size')})."),
+    lr: Optional[float] = _opt(None, "--lr", help="Peak learning rate (AdamW, cosine schedule) "
+                             f"(default: {_dflt('lr')})."),
     seed: Optional[int] = _opt(None, "--seed", help="Random seed (model init, sampling, augmentation) "
-                               "(default: 0)."),
+                               f"(default: {_dflt('seed')})."),
     out: Optional[Path] = _opt(None, "--out", help="Run folder (default: runs/<task>_<backbone>_<datasets>_<time>)."),
     contrastive: Optional[str] = _opt(None, "--contrastive", help="supcon: add a supervised contrastive loss on "
                                       "the embedding."),
     contrastive_mode: Optional[str] = _opt(None, "--contrastive-mode", help="joint (CE + SupCon) or probe "
-                                           "(SupCon, then a linear probe) (default: joint)."),
+                                           f"(SupCon, then a linear probe) (default: {_dflt('contrastive_mode')})."),
     probe_epochs: Optional[int] = _opt(None, "--probe-epochs", help="Linear-probe epochs in probe mode "
-                                       "(default: 5)."),
+                                       f"(default: {_dflt('probe_epochs')})."),
     pretrained: Optional[bool] = _opt(None, "--pretrained/--scratch", help="Use timm's pretrained weights (needs "
-                                      "the internet) (default: from scratch, said so)."),
+                                      f"the internet) (default: "
+                                      f"{_on('pretrained', 'pretrained', 'from scratch, said so')})."),
     weights: Optional[Path] = _opt(None, "--weights", help="Local weights (.safetensors/.pth state dict, or a dfkit "
                                    "checkpoint) to start from."),
     augment: Optional[bool] = _opt(None, "--augment/--no-augment", help="Flip, colour jitter, blur, JPEG "
-                                   "(default: on)."),
+                                   f"(default: {_on('augment')})."),
     drop_real: Optional[bool] = _opt(None, "--drop-real/--keep-real", help="Attribution without the real "
-                                     "class (default: keep)."),
+                                     f"class (default: {_on('drop_real', 'drop', 'keep')})."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint "
                                 "(its saved settings apply; e.g. raise --epochs to extend it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    device: Optional[str] = _opt(None, "--device", help="cpu, cuda, cuda:N or auto (default: auto)."),
+    device: Optional[str] = _opt(None, "--device", help=f"cpu, cuda, cuda:N or auto (default: {_dflt('device')})."),
     workers: Optional[int] = _opt(None, "--workers", help="DataLoader worker processes decoding crops "
                                   "(default: cores - 1, at most 8)."),
     threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads (default: the cores the workers "
@@ -129,7 +148,9 @@ def eval_cmd(
                                    "(default: the run's)."),
     split: str = typer.Option("test", "--split", help="train, val, test or all (in the run's split scheme)."),
     out: Optional[Path] = _opt(None, "--out", help="Report folder (default: RUN/eval_<datasets>_<split>)."),
-    min_quality: Optional[float] = _opt(None, "--min-quality", help="Evaluate only crops with quality >= this."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help="Evaluation filter, in [0, 1]: score only the "
+                                        "evaluated crops (those of --split) with quality >= this (needs `dfkit "
+                                        "quality`); the run's own training filter is not applied here."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the videos for the 95% CIs."),
     batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
@@ -164,21 +185,24 @@ experiment_app = typer.Typer(help="Experiments: quality sweep at equal training 
 def quality_sweep_cmd(
     corpus: Optional[Path] = _opt(None, "--corpus", help=CORPUS_HELP),
     config: Optional[Path] = _opt(None, "--config", help="YAML file with training settings (as `dfkit train`)."),
-    thresholds: str = typer.Option("0,0.5,0.6,0.7", "--thresholds", help="Comma-separated --min-quality "
-                                   "thresholds (0 = all crops)."),
+    thresholds: str = typer.Option("0,0.5,0.6,0.7", "--thresholds", help="Comma-separated training filters, each "
+                                   "in [0, 1]: one arm per threshold trains on the training-split crops with "
+                                   "quality >= it (0 = all crops), as `dfkit train --min-quality`; validation and "
+                                   "test crops are never filtered."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; every arm is trained per seed."),
     low_arm: bool = typer.Option(True, "--low-arm/--no-low-arm", help="Add the arm trained only on crops below "
                                  "the lowest non-zero threshold."),
-    task: Optional[str] = _opt(None, "--task", help="binary or attribution (default: attribution)."),
-    backbone: Optional[str] = _opt(None, "--backbone", help="Backbone (default: efficientnet_b0)."),
+    task: Optional[str] = _opt(None, "--task", help=f"binary or attribution (default: {_dflt('task')})."),
+    backbone: Optional[str] = _opt(None, "--backbone", help=f"Backbone (default: {_dflt('backbone')})."),
     datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets (default: all)."),
-    split: Optional[str] = _opt(None, "--split", help="official or identity (default: official)."),
+    split: Optional[str] = _opt(None, "--split", help=f"official or identity (default: {_dflt('split')})."),
     epochs: Optional[int] = _opt(None, "--epochs", help="Epochs per arm."),
     img_size: Optional[int] = _opt(None, "--img-size", help="Input side."),
     crop: Optional[str] = _opt(None, "--crop", help="resize or center (as `dfkit train`)."),
     batch_size: Optional[int] = _opt(None, "--batch-size", help="Batch size."),
     lr: Optional[float] = _opt(None, "--lr", help="Learning rate."),
-    augment: Optional[bool] = _opt(None, "--augment/--no-augment", help="Augmentations (default: on)."),
+    augment: Optional[bool] = _opt(None, "--augment/--no-augment", help="Augmentations "
+                                   f"(default: {_on('augment')})."),
     metric: str = typer.Option("balanced_accuracy", "--metric", help="accuracy, balanced_accuracy, macro_f1, auc."),
     level: str = typer.Option("video", "--level", help="video or frame."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the CIs."),
@@ -238,9 +262,12 @@ def cross_dataset_cmd(
     datasets: Optional[str] = _opt(None, "--datasets", help="Comma-separated datasets (default: all in the "
                                    "corpus)."),
     tasks: str = typer.Option("binary,attribution", "--tasks", help="Tasks side by side."),
-    backbone: Optional[str] = _opt(None, "--backbone", help="Backbone (default: efficientnet_b0)."),
-    split: Optional[str] = _opt(None, "--split", help="official or identity (default: official)."),
-    min_quality: Optional[float] = _opt(None, "--min-quality", help="Train on crops with quality >= this."),
+    backbone: Optional[str] = _opt(None, "--backbone", help=f"Backbone (default: {_dflt('backbone')})."),
+    split: Optional[str] = _opt(None, "--split", help=f"official or identity (default: {_dflt('split')})."),
+    min_quality: Optional[float] = _opt(None, "--min-quality", help="Training filter of every run, in [0, 1]: "
+                                        "train only on training-split crops with quality >= this (needs `dfkit "
+                                        "quality`); each run is evaluated on every dataset's unfiltered test "
+                                        "split."),
     epochs: Optional[int] = _opt(None, "--epochs", help="Epochs per run."),
     img_size: Optional[int] = _opt(None, "--img-size", help="Input side."),
     crop: Optional[str] = _opt(None, "--crop", help="resize or center (as `dfkit train`)."),

@@ -73,3 +73,16 @@ def resolve_root(dataset: str, arg: str | Path | None) -> Path:
         return Path(roots[dataset]).expanduser()
     where = config_path() or "dfkit.yaml"
     raise DfkitError(f"no root given for {dataset}: pass ROOT, set {env}, or add roots.{dataset} to {where}")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``, so that a command-line option spells it only once
+    (``typer.Option(default_of(IngestParams, "frames"))``)."""
+    from dataclasses import MISSING
+
+    f = cls.__dataclass_fields__[name]
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")

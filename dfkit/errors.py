@@ -17,3 +17,8 @@ class LayoutError(DfkitError):
 
 class CorpusLockedError(DfkitError):
     """Another process is writing the corpus."""
+
+
+class SettingsError(DfkitError, ValueError):
+    """A setting (a command-line option, a ``--config`` key) out of range or unknown: a usage error, refused
+    before anything runs. Also a ``ValueError`` for callers of the Python API."""

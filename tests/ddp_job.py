@@ -22,7 +22,8 @@ from dfkit.train.backbones.registry import BackboneClassifier
 from dfkit.train.checkpoint import load_checkpoint
 from dfkit.train.data import make_loaders, select_data
 from dfkit.train.distributed import init_from_env, shutdown
-from dfkit.train.loop import TrainConfig, train
+from dfkit.train.loop import train
+from dfkit.train.settings import TrainSettings
 
 
 def _model(n_classes: int, bn: bool) -> BackboneClassifier:
@@ -51,7 +52,7 @@ def main() -> None:
         train_loader, val_loader = make_loaders(sel, img_size=32, batch_size=batch, workers=0, mean=model.mean,
                                                 std=model.std, augment=True, seed=3, samples_per_epoch=96,
                                                 num_replicas=ctx.world, rank=ctx.rank)
-        cfg = TrainConfig(epochs=2, lr=3e-3, device=device, progress=False, seed=5,
+        cfg = TrainSettings(epochs=2, lr=3e-3, device=device, progress=False, seed=5,
                           contrastive="supcon" if mode in ("joint", "probe") else None,
                           contrastive_mode="probe" if mode == "probe" else "joint", probe_epochs=1)
         summary = train(model, train_loader, val_loader, cfg, out, class_names=sel.class_names, dist=ctx)

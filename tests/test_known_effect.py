@@ -170,7 +170,7 @@ def test_bad_sweep_options_and_stale_scores_are_refused_before_scoring(scored_co
     monkeypatch.setattr(ke, "score_injected", lambda *a, **k: called.append(1))
     with pytest.raises(DfkitError, match="unknown metric"):
         ke.known_effect(_settings(scored_corpus), "jpeg:15", metric="f2", out=tmp_path / "x", echo=lambda m: None)
-    with pytest.raises(DfkitError, match=r"thresholds lie in \[0, 1\]"):
+    with pytest.raises(DfkitError, match=r"--thresholds must lie in \[0, 1\]"):
         ke.known_effect(_settings(scored_corpus), "jpeg:15", thresholds=(0, 1.5), out=tmp_path / "x",
                         echo=lambda m: None)
     # a corpus scored by another quality version: its stored scores are not comparable with fresh ones

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dfkit.train.backbones import create_backbone
 from dfkit.train.checkpoint import load_checkpoint, read_checkpoint_meta
-from dfkit.train.loop import TrainConfig, _param_groups, predict, train
+from dfkit.train.loop import _param_groups, predict, train
+from dfkit.train.settings import TrainSettings
 from dfkit.train.sampler import ClassBalancedSampler
 
 CLASSES = ["real", "stripes_h", "stripes_v"]
@@ -61,7 +62,7 @@ def _model(seed=0):
 
 def test_tiny_model_learns_above_chance(tmp_path, capsys):
     tl, vl = _loaders()
-    cfg = TrainConfig(epochs=4, lr=3e-3, seed=0, progress=True)
+    cfg = TrainSettings(epochs=4, lr=3e-3, seed=0, progress=True)
     summary = train(_model(), tl, vl, cfg, tmp_path / "run", class_names=CLASSES, meta={"dataset": "synthetic"})
     hist = summary["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
@@ -113,7 +114,7 @@ def _weights_equal(dir_a, dir_b, modules=None):
 
 
 def test_resume_matches_straight_run(tmp_path):
-    cfg = TrainConfig(epochs=2, lr=3e-3, seed=3, progress=False)
+    cfg = TrainSettings(epochs=2, lr=3e-3, seed=3, progress=False)
     tl, vl = _loaders(n_train=24, n_val=9)
     straight = train(_model(), tl, vl, cfg, tmp_path / "straight", class_names=CLASSES)
 
@@ -144,12 +145,12 @@ def test_resume_matches_straight_run(tmp_path):
 
 def test_supcon_joint_and_probe(tmp_path):
     tl, vl = _loaders(n_train=24, n_val=9)
-    joint = train(_model(), tl, vl, TrainConfig(epochs=2, lr=3e-3, contrastive="supcon", contrastive_weight=0.5,
+    joint = train(_model(), tl, vl, TrainSettings(epochs=2, lr=3e-3, contrastive="supcon", contrastive_weight=0.5,
                                                 progress=False), tmp_path / "joint", class_names=CLASSES)
     assert [h["phase"] for h in joint["history"]] == ["main", "main"]
     assert read_checkpoint_meta(tmp_path / "joint" / "best")["modules"] == ["model", "projection"]
 
-    cfg = TrainConfig(epochs=2, probe_epochs=2, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
+    cfg = TrainSettings(epochs=2, probe_epochs=2, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
                       projection_dim=32, seed=1, progress=False)
     probe = train(_model(), tl, vl, cfg, tmp_path / "probe", class_names=CLASSES)
     hist = probe["history"]
@@ -171,7 +172,7 @@ def test_supcon_joint_and_probe(tmp_path):
 def test_frozen_backbone_in_probe(tmp_path):
     """The probe trains the head only: weights and BatchNorm statistics of the backbone stay as SupCon left them."""
     tl, vl = _loaders(n_train=12, n_val=6)
-    cfg = TrainConfig(epochs=1, probe_epochs=1, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
+    cfg = TrainSettings(epochs=1, probe_epochs=1, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
                       progress=False)
     out = tmp_path / "p"
     train(_model(), tl, vl, cfg, out, stop_after_epoch=1)
@@ -193,7 +194,7 @@ def test_callers_frozen_parameters_stay_frozen_and_flags_come_back(tmp_path):
     first.requires_grad_(False)
     before = first.detach().clone()
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    cfg = TrainConfig(epochs=1, probe_epochs=1, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
+    cfg = TrainSettings(epochs=1, probe_epochs=1, lr=3e-3, contrastive="supcon", contrastive_mode="probe",
                       progress=False)
     train(model, tl, vl, cfg, tmp_path / "p")
     assert torch.equal(first, before)
@@ -202,7 +203,7 @@ def test_callers_frozen_parameters_stay_frozen_and_flags_come_back(tmp_path):
 
 def test_config_errors(tmp_path):
     tl, vl = _loaders(n_train=3, n_val=3)
-    with pytest.raises(ValueError, match="unknown training settings"):
+    with pytest.raises(ValueError, match="unknown setting"):
         train(_model(), tl, vl, {"epochs": 1, "learning_rate": 1}, tmp_path)
     with pytest.raises(ValueError, match="contrastive"):
-        train(_model(), tl, vl, TrainConfig(contrastive="triplet"), tmp_path)
+        train(_model(), tl, vl, TrainSettings(contrastive="triplet"), tmp_path)

@@ -12,6 +12,10 @@ methods the model never saw separately (how they spread over the known classes).
     confusion_frame.png / confusion_video.png
     predictions.parquet  sample_id, pred, confidence, probs, logits (+ class names in the file metadata)
     edc.json / edc.png   with ``--edc``: error-versus-discard curves by quality (:mod:`dfkit.train.edc`)
+
+``min_quality`` (``dfkit eval --min-quality``) is the evaluation filter: it keeps the evaluated crops (those of
+``split``) with ``quality >= min_quality``, in [0, 1]; the run's own training filter (``dfkit train --min-quality``,
+which never touched validation or test) is not applied.
 """
 
 from __future__ import annotations
@@ -201,8 +205,11 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     from dfkit.train.predict import load_run, predict_rows
     from dfkit.train.runner import default_threads
 
+    from dfkit.train.settings import check_quality
+
     t0 = time.perf_counter()
     run = Path(run_dir).expanduser()
+    min_quality = check_quality(min_quality, "--min-quality")  # refused before anything is read or written
     if split not in ("train", "val", "test", "all"):
         raise DfkitError(f"--split must be train, val, test or all, not {split!r}")
     if device not in ("auto", "cpu") and not str(device).startswith("cuda"):

@@ -212,9 +212,9 @@ def check_sweep_options(metric: str, level: str, thresholds: Sequence[float]) ->
         raise DfkitError("--level must be frame or video")
     if metric not in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "eer"):
         raise DfkitError(f"unknown metric {metric!r}: accuracy, balanced_accuracy, macro_f1, auc or eer")
-    thresholds = sorted(set(float(t) for t in thresholds))
-    if any(not 0 <= t <= 1 for t in thresholds):
-        raise DfkitError("quality thresholds lie in [0, 1]")
+    from dfkit.train.settings import check_quality
+
+    thresholds = sorted(set(check_quality(t, "--thresholds") for t in thresholds))
     return thresholds
 
 
@@ -235,8 +235,7 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     thresholds = check_sweep_options(metric, level, thresholds)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     out = Path(out).expanduser()
-    base = TrainSettings.from_dict(base.to_dict())
-    base.validate()
+    base = base.copy()  # a checked copy (the caller's object stays as it was)
     root = Path(base.corpus).expanduser() if base.corpus else resolve_corpus(None)
     base.corpus = str(root)
     workers = default_workers() if base.workers is None else int(base.workers)
@@ -289,9 +288,9 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
         for seed in seeds:
             sub = subsample_by_video(pool, per_class, seed=seed)
             run_dir = out / f"arm{ai}" / f"seed{seed}"
-            s = base.merged({"seed": seed, "out": str(run_dir)})
-            s.min_quality = a["threshold"] if a["kind"] == "min" and a["threshold"] > 0 else None
-            s.max_quality = a["threshold"] if a["kind"] == "low" else None
+            s = base.copy(seed=seed, out=str(run_dir),
+                          min_quality=a["threshold"] if a["kind"] == "min" and a["threshold"] > 0 else None,
+                          max_quality=a["threshold"] if a["kind"] == "low" else None)
             key = _digest({"settings": {k: v for k, v in s.to_dict().items() if k not in ("progress", "workers",
                                                                                           "threads")},
                            "rows": sub["sample_id"].tolist(), "n_boot": n_boot,

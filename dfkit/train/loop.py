@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,58 +48,11 @@ from dfkit.train.checkpoint import checkpoint_paths, load_checkpoint, read_check
 from dfkit.train.distributed import SINGLE, DistContext, gather_plain, gather_with_grad
 from dfkit.train.losses import ProjectionHead, supcon_loss
 from dfkit.train.metrics import evaluate
+from dfkit.train.settings import TrainSettings
 
 logger = logging.getLogger("dfkit.train")
 
-__all__ = ["TrainConfig", "train", "predict", "resolve_device"]
-
-
-@dataclass
-class TrainConfig:
-    """Settings of :func:`train` (all JSON-serialisable; stored in every checkpoint)."""
-
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.0
-    min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    contrastive: str | None = None  # None or "supcon"
-    contrastive_mode: str = "joint"  # "joint" (CE + w * SupCon) or "probe" (SupCon, then a linear probe)
-    contrastive_weight: float = 0.5
-    temperature: float = 0.1
-    projection_dim: int = 128  # 0: SupCon on the embedding itself
-    probe_epochs: int = 5
-    probe_lr: float | None = None  # default: lr
-    select_metric: str = "balanced_accuracy"
-    select_level: str = "video"  # "video" or "frame"
-    device: str = "auto"
-    amp: bool = False
-    seed: int = 0
-    steps_per_epoch: int | None = None  # only for loaders without len()
-    progress: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def validate(self) -> None:
-        if self.contrastive not in (None, "supcon"):
-            raise ValueError(f"contrastive must be None or 'supcon', not {self.contrastive!r}")
-        if self.contrastive_mode not in ("joint", "probe"):
-            raise ValueError(f"contrastive_mode must be 'joint' or 'probe', not {self.contrastive_mode!r}")
-        if self.select_level not in ("video", "frame"):
-            raise ValueError("select_level must be 'video' or 'frame'")
-        if self.epochs < 0 or self.probe_epochs < 0:
-            raise ValueError("epochs must be >= 0")
+__all__ = ["train", "predict", "resolve_device"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -160,7 +113,7 @@ def _cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     return f
 
 
-def _steps_per_epoch(loader: Any, cfg: TrainConfig) -> int:
+def _steps_per_epoch(loader: Any, cfg: TrainSettings) -> int:
     if cfg.steps_per_epoch:
         return int(cfg.steps_per_epoch)
     try:
@@ -190,7 +143,7 @@ class _Phase:
         return self.start + self.epochs
 
 
-def _phases(cfg: TrainConfig) -> list[_Phase]:
+def _phases(cfg: TrainSettings) -> list[_Phase]:
     if cfg.contrastive == "supcon" and cfg.contrastive_mode == "probe":
         return [_Phase("supcon", 0, cfg.epochs), _Phase("probe", cfg.epochs, cfg.probe_epochs)]
     return [_Phase("main", 0, cfg.epochs)]
@@ -301,7 +254,7 @@ def train(
     model: nn.Module,
     train_loader: Iterable[dict[str, Any]],
     val_loader: Iterable[dict[str, Any]] | None,
-    cfg: TrainConfig | dict[str, Any],
+    cfg: TrainSettings | dict[str, Any],
     out_dir: str | Path,
     *,
     class_names: list[str] | None = None,
@@ -319,7 +272,8 @@ def train(
             None: no validation, ``best`` is then the last epoch). Use ``drop_last=True`` for training with
             BatchNorm models. Samplers/datasets with ``set_epoch(epoch)`` are called at each epoch (with
             ``persistent_workers=True`` the workers keep their own dataset copies and do not see it).
-        cfg: a :class:`TrainConfig` or a dict of its fields.
+        cfg: a :class:`~dfkit.train.settings.TrainSettings` (checked when made) or a dict of its fields; the loop
+            reads the optimisation fields (epochs, lr, ..., contrastive, select_*, device, amp, seed, progress).
         out_dir: run folder (created); holds ``last.*``, ``best.*`` and ``history.json``.
         class_names: names of the model's classes (stored in the metadata; default ``"0", "1", ...``).
         resume: continue from ``out_dir/last`` if it exists (otherwise start afresh).
@@ -333,8 +287,7 @@ def train(
     Returns a summary: ``{"out_dir", "epochs_done", "best_epoch", "best_metric", "select", "history", "last",
     "best"}``.
     """
-    cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
-    cfg.validate()
+    cfg = TrainSettings.from_dict(cfg, "training settings") if isinstance(cfg, dict) else cfg
     ctx = dist or SINGLE
     if not ctx.is_main:
         cfg = replace(cfg, progress=False)  # rank 0 alone shows progress
@@ -400,8 +353,10 @@ def train(
         doc = read_checkpoint_meta(last_path)
         saved = doc["meta"]
         start_epoch = int(saved["epoch"])
-        ignore = {"device", "progress", "amp"}
-        diff = {k for k, v in cfg.to_dict().items() if k not in ignore and saved["config"].get(k) != v}
+        # a checkpoint of an older dfkit holds the former TrainConfig's fields only: compare the keys it has
+        ignore = {"device", "progress", "amp", "workers", "threads", "out"}
+        old = saved.get("config") or {}
+        diff = {k for k, v in cfg.to_dict().items() if k not in ignore and k in old and old[k] != v}
         if diff:
             logger.warning("resuming with changed settings: %s", ", ".join(sorted(diff)))
         current_phase = _phase_at(phases, start_epoch)
@@ -491,7 +446,7 @@ def train(
     }
 
 
-def _say(cfg: TrainConfig, msg: str) -> None:
+def _say(cfg: TrainSettings, msg: str) -> None:
     """A status line: printed between progress bars when they are on, logged otherwise."""
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -502,7 +457,7 @@ def _say(cfg: TrainConfig, msg: str) -> None:
 
 
 def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterable[dict[str, Any]],
-                 optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig, phase: _Phase,
+                 optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainSettings, phase: _Phase,
                  device: torch.device, use_amp: bool, epoch: int, total_epochs: int, steps: int,
                  ctx: DistContext = SINGLE) -> dict[str, Any]:
     from tqdm.auto import tqdm

@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from dfkit.errors import DfkitError
-from dfkit.train.data import TASKS, DataSelection, default_workers, make_loaders, parse_list, select_data
+from dfkit.train.data import DataSelection, default_workers, make_loaders, select_data
+from dfkit.train.settings import TrainSettings, load_settings_file
 
 Echo = Callable[[str], None]
 
@@ -37,133 +38,6 @@ def default_threads(workers: int, cores: int | None = None) -> int:
     """Torch threads by default: the cores (``cores``, default all of the machine's) the DataLoader workers leave
     free (at least 1)."""
     return max(1, (cores or os.cpu_count() or 1) - max(0, int(workers)))
-
-
-@dataclass
-class TrainSettings:
-    """Everything ``dfkit train`` takes (one field per option; a YAML ``--config`` file holds the same keys)."""
-
-    corpus: str | None = None
-    task: str = "attribution"
-    backbone: str = "efficientnet_b0"
-    datasets: list[str] | None = None
-    methods: list[str] | None = None
-    compression: list[str] | None = None
-    min_quality: float | None = None
-    max_quality: float | None = None
-    split: str = "official"
-    split_seed: int = 0  # seed of a computed identity re-split (kept apart from --seed: same split for every seed)
-    epochs: int = 10
-    img_size: int | None = None  # default: the backbone's
-    crop: str = "resize"  # resize (the whole crop to img_size) | center (central img_size px at stored resolution)
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    out: str | None = None
-    contrastive: str | None = None  # None or "supcon"
-    contrastive_mode: str = "joint"  # joint | probe
-    contrastive_weight: float = 0.5
-    temperature: float = 0.1
-    probe_epochs: int = 5
-    pretrained: bool = False
-    weights: str | None = None
-    augment: bool | dict = True  # or a mapping of AugmentConfig fields (e.g. {blur: false, channel_gain: true})
-    drop_real: bool = False
-    balanced: bool = True
-    samples_per_epoch: int | None = None  # crops drawn per epoch (default: the training set's size)
-    device: str = "auto"
-    amp: bool = False
-    workers: int | None = None
-    threads: int | None = None
-    progress: bool = True
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "settings") -> "TrainSettings":
-        d = {str(k).replace("-", "_"): v for k, v in (d or {}).items()}
-        unknown = sorted(set(d) - set(cls.keys()))
-        if unknown:
-            raise DfkitError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(cls.keys())}")
-        s = cls(**d)
-        s.normalise()
-        return s
-
-    def merged(self, overrides: dict[str, Any]) -> "TrainSettings":
-        """A copy with ``overrides`` (``None`` values are ignored: "not given")."""
-        d = self.to_dict()
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        return TrainSettings.from_dict(d)
-
-    def normalise(self) -> None:
-        for name in ("datasets", "methods", "compression"):
-            setattr(self, name, parse_list(getattr(self, name)))
-        if isinstance(self.contrastive, str) and self.contrastive.lower() in ("", "none", "off"):
-            self.contrastive = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def validate(self) -> None:
-        from dfkit.train.backbones import list_backbones
-
-        if self.task not in TASKS:
-            raise DfkitError(f"unknown task {self.task!r}: use binary or attribution")
-        if self.backbone not in list_backbones():
-            raise DfkitError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
-        if self.contrastive not in (None, "supcon"):
-            raise DfkitError(f"unknown --contrastive {self.contrastive!r}: the only one is supcon")
-        if self.contrastive_mode not in ("joint", "probe"):
-            raise DfkitError(f"--contrastive-mode must be joint or probe, not {self.contrastive_mode!r}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise DfkitError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.img_size is not None and int(self.img_size) < 8:
-            raise DfkitError("--img-size must be >= 8")
-        from dfkit.train.data import CROP_MODES, augment_config
-
-        if self.crop not in CROP_MODES:
-            raise DfkitError(f"--crop must be one of {', '.join(CROP_MODES)}, not {self.crop!r}")
-        augment_config(self.augment)  # DfkitError for unknown augmentation settings
-        if self.lr <= 0:
-            raise DfkitError("--lr must be > 0")
-        for q in (self.min_quality, self.max_quality):
-            if q is not None and not 0 <= float(q) <= 1:
-                raise DfkitError("quality thresholds lie in [0, 1]")
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise DfkitError(f"--device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
-        if str(self.device).startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise DfkitError(f"--device {self.device}: CUDA is not available on this machine")
-        if self.weights is not None and not Path(self.weights).expanduser().exists():
-            raise DfkitError(f"--weights: no such file {self.weights}")
-
-
-def load_settings_file(path: str | Path) -> dict[str, Any]:
-    """A YAML (or JSON) settings file -> dict (keys as the command-line options, ``-`` or ``_``)."""
-    import yaml
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DfkitError(f"--config: no such file {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DfkitError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DfkitError(f"{p}: expected a mapping of settings (task: attribution, backbone: ...)")
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - set(TrainSettings.keys()))
-    if unknown:
-        raise DfkitError(f"{p}: unknown setting(s) {', '.join(unknown)}")
-    return data
 
 
 def default_out(s: TrainSettings) -> str:
@@ -210,8 +84,7 @@ def train_run(settings: TrainSettings, *, echo: Echo = print, resume: bool = Fal
     from dfkit.train.distributed import init_from_env, shutdown
 
     s = settings
-    s.normalise()
-    s.validate()
+    s.validate()  # checked at construction; again here, as callers may have changed attributes since
     ctx, dev = init_from_env(s.device)
     try:
         return _train_run(s, ctx, dev, echo if ctx.is_main else (lambda _msg: None), resume, overwrite, selection,
@@ -227,7 +100,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
     from dfkit.config import resolve_corpus
     from dfkit.train.backbones import backbone_spec
     from dfkit.train.checkpoint import checkpoint_paths
-    from dfkit.train.loop import TrainConfig, train
+    from dfkit.train.loop import train
 
     t0 = time.perf_counter()
     out = Path(ctx.broadcast_object(s.out or default_out(s))).expanduser()  # one timestamped name for all ranks
@@ -310,12 +183,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
             echo(f"  note: {n}")
         if val_loader is None:
             echo("  note: no validation crops: the last epoch is kept as best")
-        cfg = TrainConfig(epochs=int(s.epochs), lr=float(s.lr), weight_decay=float(s.weight_decay),
-                          warmup_epochs=float(s.warmup_epochs), label_smoothing=float(s.label_smoothing),
-                          contrastive=s.contrastive, contrastive_mode=s.contrastive_mode,
-                          contrastive_weight=float(s.contrastive_weight), temperature=float(s.temperature),
-                          probe_epochs=int(s.probe_epochs), device=dev, amp=bool(s.amp), seed=int(s.seed),
-                          progress=bool(s.progress))
+        cfg = replace(s, device=dev)  # the loop takes the same settings, on the device resolved for this process
         if resume:
             from dfkit.train.checkpoint import read_checkpoint_meta
 
