@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # quality_samples: the tests' real crops
 
 import cv2  # noqa: E402
 
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     cv2.setNumThreads(1)
-    from dfkit.quality import samples
+    import quality_samples as samples
     from dfkit.quality.base import get_metrics
     from dfkit.quality.compute import compute_quality, decode_crop
     from dfkit.quality.view import CropView

@@ -134,7 +134,7 @@ def test_injection_spec():
 def calibration(tmp_path_factory):
     """The calibration of the shipped weights on the real FF++ c23 clips (4 frames per clip)."""
     need_realdata("ffpp_icpr2020dfdc")
-    from dfkit.quality.samples import ffpp_meta
+    from quality_samples import ffpp_meta
 
     paths = sorted(FFPP_REAL.rglob("*.mp4"))
     src = cal.sources_from_videos(paths, per_video=4, meta=ffpp_meta)

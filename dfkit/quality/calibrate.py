@@ -86,7 +86,7 @@ def sources_from_videos(paths: Sequence[Path], per_video: int = 4, crop_size: in
     ingest cuts them (largest face, margin 1.3). Clips that cannot be decoded or show no face are skipped."""
     import av
 
-    from dfkit.quality.samples import frame_row
+    from dfkit.quality.frames import frame_row
 
     out: list[Source] = []
     for p in paths:
@@ -172,7 +172,7 @@ def run_calibration(sources: Sequence[Source], kinds: Sequence[str] | None = Non
 
     from dfkit.quality.composite import resolve_weights, weakest
     from dfkit.quality.compute import compute_quality
-    from dfkit.quality.samples import rows_to_table
+    from dfkit.quality.frames import rows_to_table
 
     if not sources:
         raise DfkitError("no clean crops to calibrate on (no readable clip with a face, or an empty corpus)")

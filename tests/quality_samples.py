@@ -1,9 +1,13 @@
-"""Real face crops for tests, benchmarks and calibration, cut exactly as the corpus cuts them.
+"""Real face crops for the tests and benchmarks, cut exactly as the corpus cuts them (test fixture code, not part of
+the package).
 
 Sources: frames of the real clips under ``../shared/realdata`` (decoded with PyAV), or ``skimage.data.astronaut()``
-when that folder is absent. Faces are found with the ingest detector (mediapipe BlazeFace, bundled with the wheel:
-nothing is downloaded) and cut with ``dfkit.ingest.faces.square_crop_box`` / ``crop_square``; rows carry the same
-columns as corpus crop rows (bbox, det_score, landmarks, crop_box, crop bytes, video facts).
+when that folder is absent. Rows come from :func:`dfkit.quality.frames.frame_row` (re-exported here with
+:func:`~dfkit.quality.frames.rows_to_table`): the same columns as corpus crop rows (bbox, det_score, landmarks,
+crop_box, crop bytes, video facts).
+
+Tests import it as ``import quality_samples`` (pytest puts ``tests/`` on ``sys.path``, as for ``from conftest import``);
+``bench/quality.py`` puts ``tests/`` on the path first.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ from typing import Iterator
 
 import numpy as np
 
+from dfkit.quality.frames import frame_row, rows_to_table
+
+__all__ = ["REALDATA_CANDIDATES", "realdata_root", "ffpp_videos", "frame_row", "rows_to_table", "astronaut_rows",
+           "video_frames", "ffpp_meta", "realdata_rows", "sample_rows", "paired_rows"]
+
 REALDATA_CANDIDATES = (
     os.environ.get("DFKIT_REALDATA", ""),
-    str(Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"),
+    str(Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"),
     "/work/shared/realdata",
 )
 
@@ -38,50 +47,6 @@ def ffpp_videos(root: Path | None = None) -> list[Path]:
     if root is None:
         return []
     return sorted(Path(p) for p in glob.glob(str(root / "ffpp_icpr2020dfdc" / "**" / "*.mp4"), recursive=True))
-
-
-_DETECTOR = None
-
-
-def _detector():
-    global _DETECTOR
-    if _DETECTOR is None:
-        from dfkit.ingest.faces import FaceDetector
-
-        _DETECTOR = FaceDetector()
-    return _DETECTOR
-
-
-def frame_row(rgb: np.ndarray, facts: dict | None = None, crop_size: int = 256, margin: float = 1.3,
-              encoding: str = "png", box=None) -> dict | None:
-    """A corpus-like crop row for the dominant (largest) face of one RGB frame, or None without a face.
-
-    ``box`` forces the crop box (a paired crop: the same region of another frame)."""
-    from dfkit.ingest.faces import crop_square, encode_crop, square_crop_box
-
-    facts = dict(facts or {})
-    h, w = rgb.shape[:2]
-    dets = _detector().detect(rgb)
-    d = max(dets, key=lambda d: d.area) if dets else None
-    if box is None:
-        if d is None:
-            return None
-        box = square_crop_box(d.box, margin)
-    img = crop_square(rgb, np.asarray(box, dtype=np.float32), crop_size)
-    data, fmt = encode_crop(img, encoding)
-    row = {
-        "sample_id": facts.pop("sample_id", "sample"), "dataset": "sample", "video_id": "sample",
-        "content_id": "sample", "label": "real", "method": "original", "method_canonical": "original",
-        "split": None, "compression": None, "pair_video_id": None, "frame_index": 0,
-        "width": w, "height": h, "fps": 25.0, "bitrate": None, "codec": None,
-        "bbox": None if d is None else [float(v) for v in d.box],
-        "det_score": None if d is None else float(d.score),
-        "box_source": "detected" if d is not None else "paired",
-        "landmarks": None if d is None or d.keypoints is None else [float(v) for v in d.keypoints.ravel()],
-        "crop_box": [float(v) for v in box], "crop": data, "crop_format": fmt, "crop_size": crop_size,
-    }
-    row.update(facts)
-    return row
 
 
 def astronaut_rows(crop_size: int = 256) -> list[dict]:
@@ -154,21 +119,6 @@ def sample_rows(n: int = 64, crop_size: int = 256) -> list[dict]:
     return (rows * n)[:n]
 
 
-def rows_to_table(rows: list[dict]):
-    """Rows (dicts) -> a pyarrow Table with the corpus crop schema's types where the columns exist."""
-    import pyarrow as pa
-
-    from dfkit.corpus.schema import CROPS_SCHEMA
-
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    fields = [CROPS_SCHEMA.field(n) if n in CROPS_SCHEMA.names else None for n in names]
-    cols = {}
-    for n, f in zip(names, fields):
-        vals = [r.get(n) for r in rows]
-        cols[n] = pa.array(vals, type=f.type) if f is not None else pa.array(vals)
-    return pa.table(cols)
-
-
 def paired_rows(n_per_pair: int = 3, crop_size: int = 256) -> tuple[list[dict], list[dict]]:
     """``(fake_rows, original_rows)`` from the FF++ clips whose original is present: the same frames of fake and
     original, both cut with the original's crop box (as the ingest cuts paired fakes). Empty without real data."""
@@ -186,7 +136,8 @@ def paired_rows(n_per_pair: int = 3, crop_size: int = 256) -> tuple[list[dict], 
                                  "sample_id": f"ffpp/{ometa['video_id']}/{fi:06d}"}, crop_size=crop_size)
             if o is None:
                 continue
-            f = frame_row(frgb, {**ffacts, **meta, "frame_index": fi, "sample_id": f"ffpp/{meta['video_id']}/{fi:06d}"},
+            f = frame_row(frgb, {**ffacts, **meta, "frame_index": fi,
+                                 "sample_id": f"ffpp/{meta['video_id']}/{fi:06d}"},
                           crop_size=crop_size, box=o["crop_box"])
             f["box_source"] = "paired"
             fakes.append(f)

@@ -1,0 +1,70 @@
+"""Corpus-like crop rows cut from frames, exactly as the ingest cuts them (calibration, tests, benchmarks).
+
+:func:`frame_row` finds the dominant face of one RGB frame with the ingest detector (mediapipe BlazeFace, bundled
+with the wheel: nothing is downloaded), cuts it with ``dfkit.ingest.faces.square_crop_box`` / ``crop_square`` and
+returns a row with the columns of a corpus crop row (bbox, det_score, landmarks, crop_box, crop bytes, video
+facts); :func:`rows_to_table` turns such rows into a table with the corpus crop schema's types. The synthetic and
+real-data sample builders of the tests and benchmarks live in ``tests/quality_samples.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_DETECTOR = None
+
+
+def _detector():
+    global _DETECTOR
+    if _DETECTOR is None:
+        from dfkit.ingest.faces import FaceDetector
+
+        _DETECTOR = FaceDetector()
+    return _DETECTOR
+
+
+def frame_row(rgb: np.ndarray, facts: dict | None = None, crop_size: int = 256, margin: float = 1.3,
+              encoding: str = "png", box=None) -> dict | None:
+    """A corpus-like crop row for the dominant (largest) face of one RGB frame, or None without a face.
+
+    ``box`` forces the crop box (a paired crop: the same region of another frame)."""
+    from dfkit.ingest.faces import crop_square, encode_crop, square_crop_box
+
+    facts = dict(facts or {})
+    h, w = rgb.shape[:2]
+    dets = _detector().detect(rgb)
+    d = max(dets, key=lambda d: d.area) if dets else None
+    if box is None:
+        if d is None:
+            return None
+        box = square_crop_box(d.box, margin)
+    img = crop_square(rgb, np.asarray(box, dtype=np.float32), crop_size)
+    data, fmt = encode_crop(img, encoding)
+    row = {
+        "sample_id": facts.pop("sample_id", "sample"), "dataset": "sample", "video_id": "sample",
+        "content_id": "sample", "label": "real", "method": "original", "method_canonical": "original",
+        "split": None, "compression": None, "pair_video_id": None, "frame_index": 0,
+        "width": w, "height": h, "fps": 25.0, "bitrate": None, "codec": None,
+        "bbox": None if d is None else [float(v) for v in d.box],
+        "det_score": None if d is None else float(d.score),
+        "box_source": "detected" if d is not None else "paired",
+        "landmarks": None if d is None or d.keypoints is None else [float(v) for v in d.keypoints.ravel()],
+        "crop_box": [float(v) for v in box], "crop": data, "crop_format": fmt, "crop_size": crop_size,
+    }
+    row.update(facts)
+    return row
+
+
+def rows_to_table(rows: list[dict]):
+    """Rows (dicts) -> a pyarrow Table with the corpus crop schema's types where the columns exist."""
+    import pyarrow as pa
+
+    from dfkit.corpus.schema import CROPS_SCHEMA
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    fields = [CROPS_SCHEMA.field(n) if n in CROPS_SCHEMA.names else None for n in names]
+    cols = {}
+    for n, f in zip(names, fields):
+        vals = [r.get(n) for r in rows]
+        cols[n] = pa.array(vals, type=f.type) if f is not None else pa.array(vals)
+    return pa.table(cols)
