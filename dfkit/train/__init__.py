@@ -10,6 +10,7 @@ commands:
 - :mod:`dfkit.train.augment` - seeded, toggleable augmentations on uint8 RGB images.
 - :mod:`dfkit.train.sampler` - class-balanced sampler.
 - :mod:`dfkit.train.loop` - the generic training loop (``train``).
+- :mod:`dfkit.train.settings` - ``TrainSettings``, the one settings type of ``dfkit train`` and the loop.
 
 Submodules are imported on demand so that ``import dfkit.train`` stays cheap (torch and timm load only when used).
 """

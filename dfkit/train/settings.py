@@ -13,7 +13,10 @@ the ``config`` of a checkpoint's metadata, written by the former ``TrainConfig``
 ``min_quality`` here is the training filter: ``dfkit train`` (and each run of ``dfkit experiment``) trains on the
 **training split's** crops with ``quality >= min_quality`` only; the validation and test crops are never filtered
 (:func:`dfkit.train.data.select_data`). ``dfkit eval --min-quality`` is a different filter, on the evaluated crops
-(:func:`dfkit.train.evaluation.eval_run`); both are range-checked by :func:`check_quality`.
+(:func:`dfkit.train.evaluation.eval_run`); both are range-checked by :func:`check_quality`. Underneath both,
+``Corpus.select(min_quality=)`` / ``Filter(min_quality=)`` is the low-level filter: it keeps whatever rows it is
+given (every split, unless ``splits=`` narrows them) with ``quality >= min_quality``; the commands decide which rows
+to hand it.
 
 This module imports nothing heavy at import time (the CLI reads the defaults from it when it starts).
 """
