@@ -1,5 +1,5 @@
 """Paired differences between sweep arms (:func:`dfkit.train.experiments.paired_differences`,
-:func:`dfkit.train.metrics.paired_bootstrap`): constructed predictions with known answers, the same-videos/seeds
+:func:`dfkit.train.scores.paired_bootstrap`): constructed predictions with known answers, the same-videos/seeds
 checks, and the tiny sweep end to end."""
 
 from __future__ import annotations

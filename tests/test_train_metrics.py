@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from dfkit.train.metrics import (
+from dfkit.train.scores import (
     cross_dataset_attribution,
     eer,
     evaluate,

@@ -5,7 +5,7 @@ commands:
 
 - :mod:`dfkit.train.backbones` - a timm-like registry of classifier backbones (``create_backbone``, ``list_backbones``).
 - :mod:`dfkit.train.losses` - supervised contrastive loss (SupCon).
-- :mod:`dfkit.train.metrics` - frame- and video-level metrics with video bootstrap CIs, cross-dataset attribution.
+- :mod:`dfkit.train.scores` - evaluation scores: frame and video level, video bootstrap CIs, cross-dataset attribution.
 - :mod:`dfkit.train.checkpoint` - safetensors + JSON checkpoints (never pickle), resume.
 - :mod:`dfkit.train.augment` - seeded, toggleable augmentations on uint8 RGB images.
 - :mod:`dfkit.train.sampler` - class-balanced sampler.

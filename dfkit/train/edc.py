@@ -12,7 +12,7 @@ of single orders). Two levels:
 
 The summary is the **area between** the random and the quality curve over the discard range (trapezoids; positive =
 quality-ordered discarding lowers the error faster), with a 95% percentile bootstrap CI that resamples the test
-**videos** (:func:`dfkit.train.metrics.video_resample`; each resample recomputes the quality curve and the random
+**videos** (:func:`dfkit.train.scores.video_resample`; each resample recomputes the quality curve and the random
 curve under the same weights, the random one from ``n_random_boot`` of the random orders). A discard that cuts
 through a unit's weight (a bootstrap duplicate, or ``f x N`` not whole) keeps the rest of that unit's weight.
 
@@ -109,7 +109,7 @@ def _trapz(y: np.ndarray, x: np.ndarray) -> float:
 
 
 def _ci(boots: np.ndarray, ci_level: float) -> list[float] | None:
-    from dfkit.train.metrics import _stat
+    from dfkit.train.scores import _stat
 
     return _stat(0.0, boots, 1 - ci_level)["ci"]
 
@@ -133,7 +133,7 @@ def edc(y_true: Sequence[int], probs: np.ndarray, video_ids: Sequence[str], qual
             them make each bootstrap resample's random curve (the orders do not depend on the resample).
         n_boot: bootstrap resamples of the test videos (0: no CIs).
     """
-    from dfkit.train.metrics import video_level, video_resample
+    from dfkit.train.scores import video_level, video_resample
 
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
@@ -212,7 +212,7 @@ def edc_from_predictions(meta: pd.DataFrame, preds: pd.DataFrame, class_names: S
     ``meta`` (``dataset``, ``video_id``, ``label``, ``method_canonical``, ``quality``, optional ``video_quality``).
     Only crops of classes the model knows are used (unseen methods have no right answer)."""
     from dfkit.train.data import REAL
-    from dfkit.train.metrics import class_targets
+    from dfkit.train.scores import class_targets
 
     if "quality" not in meta.columns:
         raise DfkitError("--edc needs quality scores: run `dfkit quality` on the corpus first")

@@ -2,7 +2,7 @@
 
 For every crop of the selection (default: the run's datasets, the ``test`` split of the run's split scheme) the
 run's best model predicts class probabilities (:func:`dfkit.train.predict.predict_rows`). Each crop's true class is
-its canonical method (``real`` for reals); :func:`dfkit.train.metrics.cross_dataset_attribution` scores the crops
+its canonical method (``real`` for reals); :func:`dfkit.train.scores.cross_dataset_attribution` scores the crops
 whose class the model has (a binary model maps every fake to ``fake``) - frame level and video level (mean of the
 frame probabilities per ``dataset/video_id``), each with a 95% bootstrap CI over videos - and reports fakes of
 methods the model never saw separately (how they spread over the known classes). Written to ``--out``::
@@ -107,7 +107,7 @@ def eval_rows(meta: pd.DataFrame, preds: pd.DataFrame, class_names: Sequence[str
               seed: int = 0) -> dict[str, Any]:
     """Metrics of predictions ``preds`` (from :func:`~dfkit.train.predict.predict_rows`, same row order as
     ``meta``): ``{"overall": cross_dataset_attribution(...), "per_dataset": {name: ...}}``."""
-    from dfkit.train.metrics import cross_dataset_attribution
+    from dfkit.train.scores import cross_dataset_attribution
 
     if len(meta) != len(preds) or (meta["sample_id"].astype(str).to_numpy() != preds["sample_id"].to_numpy()).any():
         raise ValueError("predictions and metadata are not aligned")
@@ -201,7 +201,7 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
 
     from dfkit.config import resolve_corpus
     from dfkit.train.data import default_workers
-    from dfkit.train.metrics import save_confusion_png, to_markdown
+    from dfkit.train.scores import save_confusion_png, to_markdown
     from dfkit.train.predict import load_run, predict_rows
     from dfkit.train.runner import default_threads
 

@@ -10,7 +10,7 @@ validated on the same unfiltered validation split). Because every arm is scored 
 same seeds, arms are compared **paired** (:func:`paired_differences`): each arm against the unfiltered arm
 (``q>=0``) and the highest-threshold arm against the low-quality-only arm, as the difference of the mean over
 seeds, with a 95% bootstrap CI that resamples the test videos and the seeds together (one draw for both arms; see
-:func:`dfkit.train.metrics.paired_bootstrap`), and a sentence on whether the CI excludes 0; ``conclusion`` states the
+:func:`dfkit.train.scores.paired_bootstrap`), and a sentence on whether the CI excludes 0; ``conclusion`` states the
 high-vs-low-only difference in one sentence. The sweep also reports the error-versus-discard curve
 (:mod:`dfkit.train.edc`) of the unfiltered arm's first-seed run. Outputs: ``sweep.json``, ``sweep.md`` (arm x seed
 table, the mean over seeds, the paired differences, the EDC), ``sweep.png`` (panel 1: metric vs threshold, each
@@ -138,7 +138,7 @@ def paired_differences(test: pd.DataFrame, runs: dict[str, dict[int, pd.DataFram
     "pairs": [{"a", "b", "label", "value", "ci", "excludes_zero", "sentence", "per_seed", ...}], "seeds",
     "n_videos", "n_frames", "bootstrap"}``."""
     from dfkit.train.data import REAL
-    from dfkit.train.metrics import class_targets, paired_bootstrap
+    from dfkit.train.scores import class_targets, paired_bootstrap
 
     if not runs:
         raise DfkitError("paired comparison: no arms")

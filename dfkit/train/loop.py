@@ -47,7 +47,7 @@ from torch import nn
 from dfkit.train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from dfkit.train.distributed import SINGLE, DistContext, gather_plain, gather_with_grad
 from dfkit.train.losses import ProjectionHead, supcon_loss
-from dfkit.train.metrics import evaluate
+from dfkit.train.scores import evaluate
 from dfkit.train.settings import TrainSettings
 
 logger = logging.getLogger("dfkit.train")

@@ -1,4 +1,4 @@
-"""Evaluation metrics: frame- and video-level, with 95% bootstrap confidence intervals over videos.
+"""Evaluation scores of predictions: frame- and video-level, with 95% bootstrap confidence intervals over videos.
 
 :func:`evaluate` takes per-frame predictions (``y_true``: class ids, ``probs``: ``N x C`` probabilities, ``video_ids``:
 one group key per frame - use dataset+video id, not a folder name) and reports, at frame level and at video level
