@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     import quality_samples as samples
     from dfkit.quality.base import get_metrics
-    from dfkit.quality.compute import compute_quality, decode_crop
+    from dfkit.corpus.codec import try_decode_crop as decode_crop
+    from dfkit.quality.compute import compute_quality
     from dfkit.quality.view import CropView
 
     t0 = time.perf_counter()

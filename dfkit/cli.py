@@ -78,7 +78,7 @@ def ingest(
     from dfkit.config import resolve_root
     from dfkit.ingest.base import create_adapter
     from dfkit.ingest.engine import IngestParams, run_ingest
-    from dfkit.ingest.faces import encode_crop
+    from dfkit.corpus.codec import encode_crop
 
     import numpy as np
 
@@ -297,6 +297,7 @@ def audit(
     dataset x method x split, quality vs compression, full-reference change per method, worst and best crops,
     near-duplicates and split leaks."""
     import dfkit.corpus
+    from dfkit.corpus.schema import usable
     from dfkit.quality.audit import build_report
     from dfkit.splits import audit as leak_audit
     from dfkit.splits import crop_hashes
@@ -305,7 +306,7 @@ def audit(
     rep = None
     if leaks:
         v = c.videos()
-        rep = leak_audit(v[v["status"].isin(["ok", "partial"])], crop_hashes(c))
+        rep = leak_audit(usable(v), crop_hashes(c))
     path = build_report(c, out, rep, n_thumbs=thumbs)
     typer.echo(f"audit report: {path}")
 
@@ -330,11 +331,12 @@ def splits_audit(
     import json
 
     import dfkit.corpus
+    from dfkit.corpus.schema import usable
     from dfkit.splits import audit, crop_hashes, format_audit
 
     c = dfkit.corpus.open(_corpus_path(corpus)).select(split_scheme=scheme)
     videos = c.videos()
-    videos = videos[videos["status"].isin(["ok", "partial"])]
+    videos = usable(videos)
     h = crop_hashes(c, per_video=per_video) if hashes else None
     rep = audit(videos, h, max_distance=max_distance)
     rep["scheme"] = scheme

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import dfkit.corpus
+from dfkit.corpus.schema import usable
 
 
 def _human(n: float) -> str:
@@ -27,7 +28,7 @@ def counts_table(meta: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame:
     m = meta.assign(split=meta["split"].fillna("-"))
     v = videos.assign(split=videos["split"].fillna("-"))
     crops = m.groupby(keys).size().rename("crops")
-    vids = v[v["status"].isin(["ok", "partial"])].groupby(keys).size().rename("videos")
+    vids = usable(v).groupby(keys).size().rename("videos")
     t = pd.concat([vids, crops], axis=1).fillna(0).astype(int).reset_index()
     return t.sort_values(keys).reset_index(drop=True)
 

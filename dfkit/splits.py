@@ -235,16 +235,8 @@ def crop_hashes(corpus, per_video: int = 4, progress: bool = True) -> pd.DataFra
 
 def write_scheme(root, name: str, assign: dict[tuple[str, str], str]) -> Path:
     """Store a corpus-level re-split as ``<corpus>/splits/<name>.parquet`` (dataset, video_id, split); readers
-    use it with ``Corpus.select(split_scheme=name)``."""
-    import pyarrow as pa
+    use it with ``Corpus.select(split_scheme=name)``. The corpus writes it
+    (:func:`dfkit.corpus.writer.write_split_scheme`)."""
+    from dfkit.corpus.writer import write_split_scheme
 
-    from dfkit.corpus.store import atomic_write_table
-
-    d = Path(root) / "splits"
-    d.mkdir(parents=True, exist_ok=True)
-    keys = sorted(assign)
-    t = pa.table({"dataset": [k[0] for k in keys], "video_id": [k[1] for k in keys],
-                  "split": [assign[k] for k in keys]})
-    path = d / f"{name}.parquet"
-    atomic_write_table(t, path)
-    return path
+    return write_split_scheme(root, name, assign)

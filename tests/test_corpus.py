@@ -139,7 +139,9 @@ def test_second_writer_is_refused(ffpp_tree, tmp_path):
     assert ingest(ffpp_tree, out, "--limit", "1").returncode == 0  # free again once released
 
 
-def test_filters_torch_dataset_hf_and_duckdb(corpus):
+def test_filters_crop_dataset_hf_and_duckdb(corpus):
+    from dfkit.train.data import CropDataset
+
     c = dfkit.corpus.open(corpus)
     assert len(c.select(splits="train")) + len(c.select(splits=["val", "test"])) == len(c)
     assert len(c.select(splits="val", methods="FaceSwap")) == 4
@@ -148,13 +150,14 @@ def test_filters_torch_dataset_hf_and_duckdb(corpus):
     assert len(c.select(methods="deepfakes")) == 4  # canonical names work too
     with pytest.raises(Exception, match="run `dfkit quality` first"):
         c.select(min_quality=0.7).metadata()
-    ds = fakes.torch_dataset()
-    item = ds[3]
-    assert item["image"].shape == (64, 64, 3) and item["target"] == "fake"
-    # lazily read crops equal the ones iterated in shard order
+    # the torch dataset over a view is the training one (crops read lazily from the shards)
     rows = fakes.metadata()
+    ds = CropDataset(fakes.crop_files(), rows, img_size=64, labels=[1] * len(rows))
+    item = ds[3]
+    assert tuple(item["image"].shape) == (3, 64, 64) and item["label"] == 1
+    # lazily read crops equal the ones iterated in shard order
     seq = {r["sample_id"]: img for r, img in fakes.crops()}
-    assert np.array_equal(seq[rows.iloc[3]["sample_id"]], item["image"])
+    assert np.array_equal(seq[rows.iloc[3]["sample_id"]], item["image"].permute(1, 2, 0).numpy())
     hf = fakes.to_hf()
     assert len(hf) == 8 and hf[0]["image"].size == (64, 64) and hf[0]["label"] == "fake"
     import duckdb

@@ -53,8 +53,25 @@ def test_crops_decode_to_the_same_pixels(corpus):
     assert h.hexdigest() == EXPECTED["crops_sha256"]
 
 
+def test_raw_crop_bytes_decode_with_the_corpus_codec(corpus):
+    from dfkit.corpus.codec import decode_crop
+    from dfkit.corpus.reader import CropReader
+
+    c = dfkit.corpus.open(corpus)
+    m = c.metadata()
+    reader = CropReader(c.crop_files())
+    for r in m.head(5).to_dict("records"):
+        img = decode_crop(reader.raw(r["_file"], r["_row"]))
+        assert np.array_equal(img, reader.get(r["_file"], r["_row"])) and img.shape == (16, 16, 3)
+
+
 def test_quality_columns_read_as_before(corpus):
+    from dfkit.corpus.schema import quality_column, raw_column, score_metric, usable
+
     m = dfkit.corpus.open(corpus).metadata()
+    scores = sorted(n for c in m.columns if (n := score_metric(c, m.columns)))
+    assert scores and all(quality_column(n) in EXPECTED["q_sums"] and raw_column(n) in m.columns for n in scores)
+    assert len(usable(dfkit.corpus.open(corpus).videos())) == EXPECTED["video_status"]["ok"]
     assert float(np.nansum(m["quality"].to_numpy(float))) == pytest.approx(EXPECTED["quality_sum"], rel=1e-9)
     for col, total in EXPECTED["q_sums"].items():
         assert float(np.nansum(m[col].to_numpy(float))) == pytest.approx(total, rel=1e-9, abs=1e-12), col

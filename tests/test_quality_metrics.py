@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from dfkit.quality import (DEFAULT_WEIGHTS, compute_quality, create_metric, explain, list_metrics, parse_weights,
                            recompose, resolve_weights)
 from dfkit.quality.composite import WeightsError, composite, load_weights
-from dfkit.quality.compute import decode_crop, quality_schema
+from dfkit.corpus.codec import decode_crop
+from dfkit.quality.compute import quality_schema
 from dfkit.quality.view import CropView
 
 import quality_samples as samples  # tests/quality_samples.py: real crops cut as the ingest cuts them

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from dfkit.corpus.schema import is_quality_column, score_metric, usable
 from dfkit.errors import DfkitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,14 +155,13 @@ def materialise(data: bytes, fmt: str | None, cache: Path) -> tuple[Path, str, b
 
 
 def _dhash_hex(data: bytes) -> str | None:
-    import cv2
-
+    from dfkit.corpus.codec import try_decode_crop
     from dfkit.splits import dhash
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = try_decode_crop(data)
     if img is None:
         return None
-    return f"{dhash(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)):016x}"
+    return f"{dhash(img):016x}"
 
 
 # -- rows -> sample fields ---------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def _kinds(meta: pd.DataFrame) -> dict[str, str]:
             out[c] = "float"
         elif pd.api.types.is_integer_dtype(s):
             # a quality or other numeric column: floats where it may later hold NaN
-            out[c] = "float" if (c.startswith("q_") or "quality" in c) else "int"
+            out[c] = "float" if (is_quality_column(c) or "quality" in c) else "int"
         else:
             first = next((v for v in s if not _missing(v)), None)
             if isinstance(first, (list, tuple, np.ndarray)):
@@ -471,7 +471,7 @@ def _filter_dict(view) -> dict[str, Any]:
 
 def _quality_fields(dataset) -> list[str]:
     schema = dataset.get_field_schema()
-    return [n for n in schema if n in ("quality", "video_quality") or n.startswith("q_")]
+    return [n for n in schema if n in ("quality", "video_quality") or is_quality_column(n)]
 
 
 def _sidebar(fo, dataset) -> None:
@@ -481,7 +481,7 @@ def _sidebar(fo, dataset) -> None:
     qual = _quality_fields(dataset)
     # a metric's score q_<m> is the column that has a q_<m>_raw beside it
     scores = [n for n in ("quality", "video_quality") if n in qual] + sorted(
-        n for n in qual if n.startswith("q_") and f"{n}_raw" in schema)
+        n for n in qual if score_metric(n, schema) is not None)
     raw = sorted(n for n in qual if n not in scores)
     labels = [n for n in ("ground_truth", "method", "predictions", "face", "landmarks_kp") if n in schema]
     model = [n for n in ("hardness", "mistakenness", "prediction_correct") if n in schema]
@@ -631,7 +631,7 @@ def mark_near_duplicates(dataset, view: "Corpus", log: Callable[[str], None] = p
     pick["phash"] = np.array([int(h, 16) for h in pick["dhash"]], dtype=np.uint64)
     videos = view.videos()
     if "status" in videos.columns:
-        videos = videos[videos["status"].isin(["ok", "partial"])]
+        videos = usable(videos)
     rep = audit(videos, pick[["sample_id", "dataset", "video_id", "split", "phash"]],
                 max_examples=10 ** 9, max_distance=DUP_MAX_DISTANCE)
     pairs = rep.get("near_duplicates", {}).get("examples", [])

@@ -1,14 +1,15 @@
-"""Reading a corpus: filtered metadata, lazily decoded crops for torch, a HF ``datasets.Dataset``.
+"""Reading a corpus: filtered metadata, split schemes, lazily decoded crops, a HF ``datasets.Dataset``.
 
     import dfkit.corpus
     c = dfkit.corpus.open("dfkit-corpus")
     view = c.select(datasets=["ffpp"], splits=["train"], min_quality=0.7)
     view.metadata()            # pandas DataFrame, one row per crop, no image bytes
-    ds = view.torch_dataset()  # crops decoded lazily from the Parquet shards
+    for row, rgb in view.crops(): ...   # (metadata row, decoded crop) in shard order
     hf = view.to_hf()          # datasets.Dataset (offline)
 
 The shards are plain Parquet: DuckDB (``SELECT * FROM 'corpus/crops/*.parquet'``) and polars read them as they
-are (use :meth:`Corpus.crop_files` to get only committed shards).
+are (use :meth:`Corpus.crop_files` to get only committed shards). A torch dataset over a view is the training one:
+``dfkit.train.data.CropDataset(view.crop_files(), view.metadata(), img_size=...)``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfkit.corpus.schema import CROP_META_COLUMNS
-from dfkit.corpus.store import committed_shards, read_manifest
+from dfkit.corpus.codec import decode_crop
+from dfkit.corpus.schema import CROP_META_COLUMNS, OFFICIAL_SCHEME, SPLIT_SCHEME_COLUMNS, split_path
+from dfkit.corpus.store import MANIFEST, committed_shards, read_manifest
 from dfkit.errors import DfkitError
 
 
@@ -48,7 +50,7 @@ class Filter:
     min_quality: float | None = None
     max_quality: float | None = None
     #: "official" (the dataset's split) or the name of a corpus-level re-split (``dfkit splits resplit``)
-    split_scheme: str = "official"
+    split_scheme: str = OFFICIAL_SCHEME
 
     def apply(self, df: pd.DataFrame) -> pd.DataFrame:
         m = np.ones(len(df), dtype=bool)
@@ -80,7 +82,7 @@ class Corpus:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DfkitError(f"no corpus at {self.root} (run `dfkit ingest` first, or pass --corpus PATH)")
-        if not (self.root / "manifest.json").exists() and not (self.root / "videos").is_dir():
+        if not (self.root / MANIFEST).exists() and not (self.root / "videos").is_dir():
             raise DfkitError(f"{self.root} is not a dfkit corpus (no manifest.json or videos/)")
         self.filter = flt or Filter()
         self._meta: pd.DataFrame | None = None
@@ -112,20 +114,20 @@ class Corpus:
             return v
         return v[v["status"] != "ok"][["dataset", "video_id", "video_path", "status", "stage", "reason"]]
 
+    def split_scheme(self, scheme: str) -> pd.DataFrame:
+        """The stored re-split ``scheme``: one row per video, ``dataset, video_id, split``."""
+        path = split_path(self.root, scheme)
+        if scheme == OFFICIAL_SCHEME or not path.exists():
+            raise DfkitError(f"no split scheme {scheme!r} in {self.root} (make it with "
+                             f"`dfkit splits resplit --by identity --name {scheme}`)")
+        return pq.read_table(path).to_pandas()
+
     def _with_scheme(self, df: pd.DataFrame) -> pd.DataFrame:
         """Replace ``split`` by the chosen re-split (the official one stays in ``split_official``)."""
         scheme = self.filter.split_scheme
-        if scheme == "official" or df.empty:
+        if scheme == OFFICIAL_SCHEME or df.empty:
             return df
-        path = self.root / "splits" / f"{scheme}.parquet"
-        if not path.exists():
-            raise DfkitError(f"no split scheme {scheme!r} in {self.root} (make it with "
-                             f"`dfkit splits resplit --by identity --name {scheme}`)")
-        s = pq.read_table(path).to_pandas().rename(columns={"split": "_scheme_split"})
-        df = df.merge(s, on=["dataset", "video_id"], how="left")
-        df["split_official"] = df["split"]
-        df["split"] = df.pop("_scheme_split")
-        return df
+        return apply_split(df, self.split_scheme(scheme), check=False)
 
     def _filter_videos(self, df: pd.DataFrame) -> pd.DataFrame:
         df = self._with_scheme(df)
@@ -205,11 +207,6 @@ class Corpus:
         for rec in df.sort_values(["_file", "_row"]).to_dict("records"):
             yield rec, reader.get(rec["_file"], rec["_row"])
 
-    def torch_dataset(self, transform: Callable[[np.ndarray], Any] | None = None,
-                      target: str | Callable[[dict[str, Any]], Any] | None = "label",
-                      rows: pd.DataFrame | None = None) -> "CorpusTorchDataset":
-        return CorpusTorchDataset(self.crop_files(), self.metadata() if rows is None else rows, transform, target)
-
     def to_hf(self, decode: bool = True):
         """A Hugging Face ``datasets.Dataset`` of this view (built locally, no hub access). The ``image`` column
         holds the crops (PIL images when ``decode``)."""
@@ -227,6 +224,26 @@ class Corpus:
         cols["image"] = images
         ds = datasets.Dataset.from_dict(cols)
         return ds.cast_column("image", datasets.Image(decode=decode))
+
+
+def apply_split(df: pd.DataFrame, assignment: pd.DataFrame | None, check: bool = True) -> pd.DataFrame:
+    """``df`` (crop or video rows) with its ``split`` column replaced by ``assignment``'s (``dataset, video_id, split``,
+    one row per video: a stored scheme, :meth:`Corpus.split_scheme`, or one computed by the caller); the official
+    split is kept as ``split_official``. ``None`` keeps the split as it is. ``check``: raise
+    :class:`~dfkit.errors.DfkitError` when a video's frames end up in several splits."""
+    if assignment is not None and len(df):
+        a = assignment[list(SPLIT_SCHEME_COLUMNS)].rename(columns={"split": "_assigned"})
+        df = df.merge(a, on=["dataset", "video_id"], how="left")
+        df["split_official"] = df["split"]
+        df["split"] = df.pop("_assigned")
+    if check and len(df):
+        n = df.groupby(["dataset", "video_id"])["split"].nunique(dropna=False)
+        bad = n[n > 1]
+        if len(bad):
+            ex = ", ".join(f"{d}/{v}" for d, v in bad.index[:3])
+            raise DfkitError(f"frames of one video span several splits ({len(bad)} videos, e.g. {ex}): "
+                             "the corpus split labels are inconsistent")
+    return df
 
 
 def shard_rows(files: Sequence[Path], rows: pd.DataFrame) -> Iterable[pa.Table]:
@@ -274,8 +291,6 @@ class CropReader:
         return arr[row - int(offs[rg])].as_py()
 
     def get(self, fi: int, row: int) -> np.ndarray:
-        from dfkit.ingest.faces import decode_crop
-
         return decode_crop(self.raw(fi, row))
 
     def __getstate__(self) -> dict[str, Any]:  # file handles do not cross process boundaries
@@ -283,33 +298,3 @@ class CropReader:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["files"], state["cache_groups"])
-
-
-class CorpusTorchDataset:
-    """A map-style torch ``Dataset`` over a corpus view: metadata in memory, crops read and decoded lazily
-    (each DataLoader worker opens the shards itself). Items are ``{"image", "target", "index"}``."""
-
-    def __init__(self, files: Sequence[Path], meta: pd.DataFrame, transform=None, target="label"):
-        self.reader = CropReader(files)
-        self.meta = meta.reset_index(drop=True)
-        self._file = self.meta["_file"].to_numpy()
-        self._row = self.meta["_row"].to_numpy()
-        self.transform = transform
-        if target is None:
-            self._targets = None
-        elif callable(target):
-            self._targets = [target(r) for r in self.meta.to_dict("records")]
-        else:
-            self._targets = self.meta[target].tolist()
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        img = self.reader.get(int(self._file[i]), int(self._row[i]))
-        if self.transform is not None:
-            img = self.transform(img)
-        item = {"image": img, "index": i}
-        if self._targets is not None:
-            item["target"] = self._targets[i]
-        return item

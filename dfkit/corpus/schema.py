@@ -7,6 +7,7 @@ A corpus is a directory::
       crops/part-000001-<id>.parquet    face crops (+ labels, video facts, box, landmarks, encoded crop)
       videos/part-000001-<id>.parquet   one row per attempted video: status, failing stage, reason, counts
       quality/part-....parquet          per-crop quality metrics keyed by sample_id (``dfkit quality``)
+      splits/<scheme>.parquet           corpus-level re-splits: dataset, video_id, split (``dfkit splits resplit``)
       .lock                             held (flock) by the one process writing
 
 A ``videos`` shard is the commit record of the ``crops`` shard with the same number: the writer renames the
@@ -15,6 +16,8 @@ shard. So the corpus itself says which videos are done; no second state can drif
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -96,3 +99,86 @@ CROP_META_COLUMNS = [n for n in CROPS_SCHEMA.names if n != "crop"]
 def sample_id(dataset: str, video_id: str, frame_index: int) -> str:
     """Stable id of one crop: derived from dataset, video and frame only."""
     return f"{dataset}/{video_id}/{frame_index:06d}"
+
+
+# -- videos: which attempts gave crops ---------------------------------------------------------------------------------
+
+#: video statuses whose crops are in the corpus (a ``partial`` video lost some frames, not all)
+USABLE_STATUSES = ("ok", "partial")
+
+
+def usable(videos):
+    """The rows of a videos table (a pandas DataFrame, e.g. ``Corpus.videos()``) whose status gave crops."""
+    return videos[videos["status"].isin(USABLE_STATUSES)]
+
+
+# -- quality/: column names and Parquet metadata -----------------------------------------------------------------------
+#
+# A quality shard has, for every metric ``m``: ``q_<m>_raw`` (the measurement), ``q_<m>`` (its score in [0, 1]) and
+# the metric's extra raw columns ``q_<m>_<extra>``; ``q_errors``; ``quality`` and ``video_quality`` (the composite);
+# and full-reference columns ``fr_*`` / ``c0_*``. Its schema metadata carries the keys below.
+
+QUALITY_PREFIX = "q_"
+RAW_SUFFIX = "_raw"
+#: the metrics that raised on a crop, ``"name: Error: message; ..."``
+QUALITY_ERRORS_COLUMN = "q_errors"
+
+#: metric definitions' version the shard was computed with (an int, as text)
+META_QUALITY_VERSION = b"dfkit.quality.version"
+#: the composite weights ``quality`` was made with (JSON, sorted keys)
+META_QUALITY_WEIGHTS = b"dfkit.quality.weights"
+#: the composite's form (see ``dfkit.quality.composite.FORM``)
+META_QUALITY_FORM = b"dfkit.quality.form"
+#: JSON list of full-reference sample_ids that were not in the corpus when the shard was computed
+META_QUALITY_FR_PENDING = b"dfkit.quality.fr_pending"
+
+
+def quality_column(metric: str) -> str:
+    """The score column of a metric: ``q_<metric>``."""
+    return f"{QUALITY_PREFIX}{metric}"
+
+
+def raw_column(metric: str) -> str:
+    """The raw-measurement column of a metric: ``q_<metric>_raw``."""
+    return f"{QUALITY_PREFIX}{metric}{RAW_SUFFIX}"
+
+
+def extra_column(metric: str, extra: str) -> str:
+    """An extra raw column of a metric: ``q_<metric>_<extra>`` (e.g. ``q_pose_yaw``)."""
+    return f"{QUALITY_PREFIX}{metric}_{extra}"
+
+
+def is_quality_column(column: str) -> bool:
+    """A per-metric quality column (``q_*``: scores, raws, extras, ``q_errors``)."""
+    return column.startswith(QUALITY_PREFIX)
+
+
+def score_metric(column: str, columns=None) -> str | None:
+    """The metric whose score column ``column`` is (``q_<m>`` -> ``m``), else None (a raw column, ``q_errors`` or
+    not a quality column). Given the table's ``columns``, a score column is one with its ``q_<m>_raw`` beside it --
+    which tells ``q_face_size`` (a score) from ``q_pose_yaw`` (an extra) without the metric registry."""
+    if not is_quality_column(column) or column.endswith(RAW_SUFFIX) or column == QUALITY_ERRORS_COLUMN:
+        return None
+    metric = column[len(QUALITY_PREFIX):]
+    if columns is not None and raw_column(metric) not in columns:
+        return None
+    return metric
+
+
+# -- splits/: corpus-level re-splits -----------------------------------------------------------------------------------
+
+#: the datasets' own split (the ``split`` column); every other scheme is a file ``splits/<name>.parquet``
+OFFICIAL_SCHEME = "official"
+SPLITS_DIR = "splits"
+#: a scheme file's columns: one row per video
+SPLIT_SCHEME_COLUMNS = ("dataset", "video_id", "split")
+
+
+def split_path(root: str | Path, scheme: str) -> Path:
+    """Where split scheme ``scheme`` of the corpus at ``root`` is stored: ``<root>/splits/<scheme>.parquet``."""
+    return Path(root) / SPLITS_DIR / f"{scheme}.parquet"
+
+
+def has_split_scheme(root: str | Path, scheme: str) -> bool:
+    """Whether ``scheme`` is a re-split stored in the corpus (``official`` is not: it is the ``split`` column)."""
+    return scheme != OFFICIAL_SCHEME and split_path(root, scheme).exists()

@@ -1,4 +1,6 @@
-"""Appending ingest results to a corpus: buffered, committed shard by shard, resumable, single writer."""
+"""Writing a corpus, always under its lock and by temporary name + rename: ingest results (:class:`CorpusWriter`:
+buffered, committed shard by shard, resumable), quality shards (:class:`QualityWriter`) and split schemes
+(:func:`write_split_scheme`)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dfkit.corpus.schema import CROPS_SCHEMA, VIDEOS_SCHEMA
-from dfkit.corpus.store import (CorpusLock, atomic_write_table, clean_uncommitted, committed_shards,
-                                next_shard, read_manifest, write_manifest)
+from dfkit.corpus.schema import CROPS_SCHEMA, SPLIT_SCHEME_COLUMNS, VIDEOS_SCHEMA, split_path
+from dfkit.corpus.store import (CorpusLock, Shard, atomic_write_table, clean_uncommitted, committed_shards,
+                                list_shards, next_shard, read_manifest, write_manifest)
 
 #: crops are written in small row groups so a training loader can read a few crops without reading a shard
 CROPS_ROW_GROUP = 16
@@ -147,3 +149,66 @@ def count_by_dataset(root: Path) -> dict[str, Any]:
     for e in out.values():
         e["status"] = dict(e["status"])
     return out
+
+
+class QualityWriter:
+    """Holds the corpus lock while ``dfkit quality`` writes: one quality shard per crops shard, with the crops
+    shard's name (``quality/part-N-T.parquet``), each written to a temporary name and renamed into place (as
+    :class:`CorpusWriter` does), so a reader sees a shard's old version or its new one, never half a file.
+
+    Entering removes the temporary files an interrupted run left in ``quality/``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock = CorpusLock(self.root, "quality")
+
+    @property
+    def dir(self) -> Path:
+        return self.root / "quality"
+
+    def __enter__(self) -> "QualityWriter":
+        self._lock.__enter__()
+        try:
+            self.dir.mkdir(exist_ok=True)
+            for p in self.dir.glob(".tmp-*"):
+                p.unlink()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.__exit__(*exc)
+
+    def shards(self) -> dict[str, Path]:
+        """The quality shards there are, by shard key (``<seq>-<token>``, the key of their crops shard)."""
+        return {s.key: s.path for s in list_shards(self.root, "quality")}
+
+    def path_for(self, crops: Shard) -> Path:
+        return self.dir / crops.path.name
+
+    def write(self, crops: Shard, table: pa.Table) -> Path:
+        """Store (or replace) the quality shard of the crops shard ``crops``."""
+        path = self.path_for(crops)
+        atomic_write_table(table, path, compression="zstd")
+        return path
+
+    def remove_orphans(self, crops: list[Shard]) -> list[Path]:
+        """Delete the quality shards whose crops shard is gone; returns their paths."""
+        keep = {c.key for c in crops}
+        gone = [p for k, p in self.shards().items() if k not in keep]
+        for p in gone:
+            p.unlink()
+        return gone
+
+
+def write_split_scheme(root: str | Path, name: str, assign: dict[tuple[str, str], str]) -> Path:
+    """Store a corpus-level re-split ``(dataset, video_id) -> split`` as ``<corpus>/splits/<name>.parquet`` (temporary
+    name, then renamed into place), under the corpus lock; readers use it with ``Corpus.select(split_scheme=name)``."""
+    path = split_path(root, name)
+    keys = sorted(assign)
+    cols = dict(zip(SPLIT_SCHEME_COLUMNS, ([k[0] for k in keys], [k[1] for k in keys], [assign[k] for k in keys])))
+    with CorpusLock(Path(root), "resplit"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_table(pa.table(cols), path)
+    return path

@@ -106,13 +106,14 @@ def step_quality(cfg: DemoConfig, echo: Echo) -> None:
 
 def step_audit(cfg: DemoConfig, echo: Echo) -> None:
     import dfkit.corpus
+    from dfkit.corpus.schema import usable
     from dfkit.quality.audit import build_report
     from dfkit.splits import audit, crop_hashes, format_audit
 
     echo(f"[4] dfkit audit --corpus {cfg.corpus} --out {cfg.out / 'audit'}")
     c = dfkit.corpus.open(cfg.corpus)
     v = c.videos()
-    leaks = audit(v[v["status"].isin(["ok", "partial"])], crop_hashes(c, progress=False))
+    leaks = audit(usable(v), crop_hashes(c, progress=False))
     echo("    " + format_audit(leaks).replace("\n", "\n    "))
     echo(f"    audit report: {build_report(c, cfg.out / 'audit', leaks)}")
 

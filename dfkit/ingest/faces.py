@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# the crop codec is the corpus's (what is on disk); re-exported here for the engine and older callers
+from dfkit.corpus.codec import decode_crop, encode_crop  # noqa: F401
+
 
 @dataclass
 class Detection:
@@ -160,38 +163,3 @@ def crop_square(frame: np.ndarray, crop_box: np.ndarray, size: int) -> np.ndarra
         patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(patch, (size, size), interpolation=interp)
-
-
-def encode_crop(rgb: np.ndarray, encoding: str = "png") -> tuple[bytes, str]:
-    """Encode a crop. Lossless by default (``png``; ``webp`` = lossless WebP); ``jpeg[:Q]`` / ``webp-lossy[:Q]``
-    are lossy options (they add compression artifacts that confound attribution and quality measurement)."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    kind, _, q = encoding.partition(":")
-    if kind == "png":
-        # lossless whatever the settings; Huffman-only deflate encodes ~1.5x faster than the default and, on
-        # camera noise, is also smaller and faster to decode (bench/ingest.py)
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1,
-                                             cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
-        fmt = "png"
-    elif kind == "webp":
-        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])  # >100 = lossless
-        fmt = "webp"
-    elif kind == "webp-lossy":
-        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, int(q or 90)])
-        fmt = "webp"
-    elif kind == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(q or 95)])
-        fmt = "jpeg"
-    else:
-        raise ValueError(f"unknown crop encoding {encoding!r}: use png, webp, webp-lossy[:Q] or jpeg[:Q]")
-    if not ok:
-        raise RuntimeError(f"could not encode crop as {fmt}")
-    return buf.tobytes(), fmt
-
-
-def decode_crop(data: bytes) -> np.ndarray:
-    """Encoded crop bytes -> RGB uint8."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("undecodable crop bytes")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -12,7 +12,7 @@ See ``dfkit/quality/README.md``.
 from dfkit.quality.base import Metric, create_metric, get_metrics, list_metrics, register_metric
 from dfkit.quality.composite import (DEFAULT_WEIGHTS, WeightsError, composite, explain, load_weights, parse_weights,
                                      recompose, resolve_weights)
-from dfkit.quality.compute import QUALITY_VERSION, compute_quality, decode_crop, quality_schema, summarize_videos
+from dfkit.quality.compute import QUALITY_VERSION, compute_quality, quality_schema, summarize_videos
 
 
 def compute_fullref(*args, **kwargs):
@@ -25,6 +25,6 @@ def compute_fullref(*args, **kwargs):
 __all__ = [
     "Metric", "create_metric", "get_metrics", "list_metrics", "register_metric",
     "DEFAULT_WEIGHTS", "WeightsError", "composite", "explain", "load_weights", "parse_weights", "recompose",
-    "resolve_weights", "QUALITY_VERSION", "compute_quality", "decode_crop", "quality_schema", "summarize_videos",
+    "resolve_weights", "QUALITY_VERSION", "compute_quality", "quality_schema", "summarize_videos",
     "compute_fullref",
 ]

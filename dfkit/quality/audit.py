@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dfkit.corpus.schema import quality_column, raw_column  # noqa: E402
 from dfkit.quality.base import list_metrics  # noqa: E402
 
 
@@ -67,10 +68,10 @@ def plot_quality_vs_compression(m: pd.DataFrame, out: Path):
     axes[0].set_ylabel("quality")
     axes[0].set_title("Quality by compression level")
     axes[0].tick_params(axis="x", rotation=30)
-    bpp = m.get("q_bitrate_raw")
+    bpp = m.get(raw_column("bitrate"))
     if bpp is not None and bpp.notna().any():
         for k, sub in g.groupby("level"):
-            axes[1].scatter(sub["q_bitrate_raw"], sub["quality"], s=6, alpha=0.5, label=k)
+            axes[1].scatter(sub[raw_column("bitrate")], sub["quality"], s=6, alpha=0.5, label=k)
         axes[1].set_xscale("log")
         axes[1].set_xlabel("video bits per pixel per frame")
         axes[1].set_ylabel("quality")
@@ -98,7 +99,7 @@ def plot_fullref(m: pd.DataFrame, out: Path):
 
 
 def plot_metric_scores(m: pd.DataFrame, out: Path):
-    names = [n for n in list_metrics() if f"q_{n}" in m and m[f"q_{n}"].notna().any()]
+    names = [n for n in list_metrics() if quality_column(n) in m and m[quality_column(n)].notna().any()]
     if not names:
         return None
     cols = 5
@@ -106,7 +107,7 @@ def plot_metric_scores(m: pd.DataFrame, out: Path):
     fig, axes = plt.subplots(rows, cols, figsize=(13, 2.3 * rows), squeeze=False)
     for ax, n in zip(axes.ravel(), names):
         for lab, sub in m.groupby("label"):
-            ax.hist(sub[f"q_{n}"].dropna(), bins=20, range=(0, 1), alpha=0.6, label=lab)
+            ax.hist(sub[quality_column(n)].dropna(), bins=20, range=(0, 1), alpha=0.6, label=lab)
         ax.set_title(n, fontsize=10)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
@@ -141,7 +142,7 @@ def _worst_metric(rec: dict) -> str:
 
     from dfkit.quality.composite import weakest
 
-    scores = {n: np.array([np.nan if rec.get(f"q_{n}") is None else rec[f"q_{n}"]], dtype=np.float64)
+    scores = {n: np.array([np.nan if rec.get(quality_column(n)) is None else rec[quality_column(n)]], dtype=np.float64)
               for n in list_metrics()}
     w = weakest(scores)
     return w[0] if len(w) and w[0] else "?"

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfkit.corpus.schema import META_QUALITY_FORM, META_QUALITY_WEIGHTS, quality_column
 from dfkit.errors import DfkitError
 from dfkit.quality.base import create_metric, list_metrics
 
@@ -219,9 +220,9 @@ def recompose(table, weights=None):
     import pyarrow as pa
 
     w = resolve_weights(weights)
-    scores = {n: table.column(f"q_{n}").to_numpy(zero_copy_only=False).astype(np.float64)
-              for n in w if f"q_{n}" in table.column_names}
-    missing = [n for n, x in w.items() if x > 0 and f"q_{n}" not in table.column_names]
+    scores = {n: table.column(quality_column(n)).to_numpy(zero_copy_only=False).astype(np.float64)
+              for n in w if quality_column(n) in table.column_names}
+    missing = [n for n, x in w.items() if x > 0 and quality_column(n) not in table.column_names]
     if missing:
         raise WeightsError(f"no stored scores for weighted metric(s) {', '.join(missing)}: run the metrics first")
     q = composite(scores, w)
@@ -234,8 +235,8 @@ def recompose(table, weights=None):
         else:
             table = table.append_column(name, col)
     meta = dict(table.schema.metadata or {})
-    meta[b"dfkit.quality.weights"] = json.dumps(w, sort_keys=True).encode()
-    meta[b"dfkit.quality.form"] = FORM.encode()
+    meta[META_QUALITY_WEIGHTS] = json.dumps(w, sort_keys=True).encode()
+    meta[META_QUALITY_FORM] = FORM.encode()
     return table.replace_schema_metadata(meta)
 
 

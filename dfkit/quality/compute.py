@@ -28,6 +28,9 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from dfkit.corpus.codec import try_decode_crop
+from dfkit.corpus.schema import (META_QUALITY_FORM, META_QUALITY_VERSION, META_QUALITY_WEIGHTS, QUALITY_ERRORS_COLUMN,
+                                 extra_column, quality_column, raw_column)
 from dfkit.quality.base import Metric, get_metrics
 from dfkit.quality.composite import FORM, composite, resolve_weights, video_quality
 from dfkit.quality.view import CropView
@@ -36,30 +39,18 @@ QUALITY_VERSION = 2  # 2: weighted-minimum composite, macroblock metric, recalib
 KEY_COLUMNS = ("sample_id", "dataset", "video_id")
 
 
-def decode_crop(data: bytes | None) -> np.ndarray | None:
-    """Encoded crop bytes (PNG/WebP/JPEG) -> RGB uint8, or None when undecodable (the metric is then NaN)."""
-    from dfkit.ingest.faces import decode_crop as decode
-
-    if not data:
-        return None
-    try:
-        return decode(data)
-    except ValueError:
-        return None
-
-
 def quality_schema(metrics: Sequence[Metric] | None = None) -> pa.Schema:
     """The columns :func:`compute_quality` returns."""
     ms = get_metrics() if metrics is None else list(metrics)
     fields = [pa.field("sample_id", pa.string(), nullable=False), pa.field("dataset", pa.string()),
               pa.field("video_id", pa.string())]
     for m in ms:
-        fields.append(pa.field(f"q_{m.name}_raw", pa.string() if m.raw_type == "string" else pa.float64()))
-        fields.append(pa.field(f"q_{m.name}", pa.float32()))
-        fields += [pa.field(f"q_{m.name}_{e}", pa.float64()) for e in m.extras]
+        fields.append(pa.field(raw_column(m.name), pa.string() if m.raw_type == "string" else pa.float64()))
+        fields.append(pa.field(quality_column(m.name), pa.float32()))
+        fields += [pa.field(extra_column(m.name, e), pa.float64()) for e in m.extras]
     fields += [pa.field("quality", pa.float32()), pa.field("video_quality", pa.float32()),
-               pa.field("q_errors", pa.string())]
-    return pa.schema(fields, metadata={b"dfkit.quality.version": str(QUALITY_VERSION).encode()})
+               pa.field(QUALITY_ERRORS_COLUMN, pa.string())]
+    return pa.schema(fields, metadata={META_QUALITY_VERSION: str(QUALITY_VERSION).encode()})
 
 
 def _nan_if_bad(v):
@@ -96,7 +87,7 @@ def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None
     for i, row in enumerate(rows):
         rgb = None
         if need_pixels:
-            rgb = decode_crop(crops[i])
+            rgb = try_decode_crop(crops[i])  # None when undecodable: the metrics are then NaN
             if rgb is None:
                 errors[i].append("crop: undecodable or missing crop bytes")
         view = CropView(rgb, row)
@@ -142,18 +133,19 @@ def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None
     }
     for m in ms:
         if m.raw_type == "string":
-            cols[f"q_{m.name}_raw"] = pa.array(raws[m.name], pa.string())
+            cols[raw_column(m.name)] = pa.array(raws[m.name], pa.string())
         else:
-            cols[f"q_{m.name}_raw"] = pa.array(np.asarray(raws[m.name], dtype=np.float64), pa.float64())
-        cols[f"q_{m.name}"] = pa.array(scores[m.name].astype(np.float32), pa.float32())
+            cols[raw_column(m.name)] = pa.array(np.asarray(raws[m.name], dtype=np.float64), pa.float64())
+        cols[quality_column(m.name)] = pa.array(scores[m.name].astype(np.float32), pa.float32())
         for e in m.extras:
-            cols[f"q_{m.name}_{e}"] = pa.array(np.asarray(extras[f"{m.name}_{e}"], dtype=np.float64), pa.float64())
+            cols[extra_column(m.name, e)] = pa.array(np.asarray(extras[f"{m.name}_{e}"], dtype=np.float64),
+                                                     pa.float64())
     cols["quality"] = pa.array(q.astype(np.float32), pa.float32())
     cols["video_quality"] = pa.array(vq.astype(np.float32), pa.float32())
-    cols["q_errors"] = pa.array(["; ".join(e) if e else None for e in errors], pa.string())
+    cols[QUALITY_ERRORS_COLUMN] = pa.array(["; ".join(e) if e else None for e in errors], pa.string())
     meta = dict(schema.metadata or {})
-    meta[b"dfkit.quality.weights"] = json.dumps(w, sort_keys=True).encode()
-    meta[b"dfkit.quality.form"] = FORM.encode()
+    meta[META_QUALITY_WEIGHTS] = json.dumps(w, sort_keys=True).encode()
+    meta[META_QUALITY_FORM] = FORM.encode()
     return pa.table([cols[f.name] for f in schema], schema=schema.with_metadata(meta))
 
 
@@ -163,7 +155,8 @@ def summarize_videos(quality_table: pa.Table) -> pa.Table:
     bitrate, resolution, codec, compression: the same on every crop of a video)."""
     from dfkit.quality.base import list_metrics
 
-    vcols = [c for n in list_metrics("video") for c in (f"q_{n}_raw", f"q_{n}") if c in quality_table.column_names]
+    vcols = [c for n in list_metrics("video") for c in (raw_column(n), quality_column(n))
+             if c in quality_table.column_names]
     t = quality_table.select(["dataset", "video_id", "quality"] + vcols)
     aggs = [("quality", "count"), ("quality", "approximate_median"), ("quality", "mean"), ("quality", "min")]
     aggs += [(c, "first") for c in vcols]

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from dfkit.quality.compute import decode_crop
+from dfkit.corpus.codec import try_decode_crop
 from dfkit.quality.metrics.compression import compression_level
 from dfkit.quality.view import CropView, effective_crop_box
 
@@ -304,7 +304,7 @@ def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_
             continue
         ref = refs[j]
         cols["ref_sample_id"][i] = ref.get("sample_id")
-        x, y = decode_crop(crops[i]), decode_crop(ref_crops[j])
+        x, y = try_decode_crop(crops[i]), try_decode_crop(ref_crops[j])
         if x is None or y is None:
             errors[i].append("crop: undecodable or missing crop bytes")
             continue

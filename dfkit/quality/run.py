@@ -27,11 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dfkit.corpus.store import CorpusLock, atomic_write_table, committed_shards, list_shards
-
-META_VERSION = b"dfkit.quality.version"
-META_WEIGHTS = b"dfkit.quality.weights"
-META_PENDING = b"dfkit.quality.fr_pending"  # JSON list of reference sample_ids that were missing
+from dfkit.corpus.schema import META_QUALITY_FR_PENDING as META_PENDING
+from dfkit.corpus.schema import META_QUALITY_VERSION as META_VERSION
+from dfkit.corpus.schema import META_QUALITY_WEIGHTS as META_WEIGHTS
+from dfkit.corpus.schema import sample_id
+from dfkit.corpus.store import committed_shards, list_shards
+from dfkit.corpus.writer import QualityWriter
 
 
 @dataclass
@@ -62,10 +63,6 @@ def stored_weights(root: Path) -> dict[str, float] | None:
         if weights is None and META_WEIGHTS in md:
             weights = json.loads(md[META_WEIGHTS])
     return weights
-
-
-def _ref_id(dataset: str, video_id: str, frame: int) -> str:
-    return f"{dataset}/{video_id}/{frame:06d}"
 
 
 def _index(files: list[Path]) -> pa.Table:
@@ -101,7 +98,7 @@ def _references(shard: pa.Table, index: pa.Table) -> tuple[set[str], set[str], s
         c0_keys[(r["dataset"], r["content_id"], r["frame_index"])] = r["sample_id"]
     for r in rows:
         if r["pair_video_id"]:
-            rid = _ref_id(r["dataset"], r["pair_video_id"], r["frame_index"])
+            rid = sample_id(r["dataset"], r["pair_video_id"], r["frame_index"])
             (pair if rid in present else missing).add(rid)
         if r["compression"] not in (None, "c0"):
             rid = c0_keys.get((r["dataset"], r["content_id"], r["frame_index"]))
@@ -204,15 +201,11 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
     workers = max(1, workers or os.cpu_count() or 1)
     s = QualitySummary()
     t0 = time.perf_counter()
-    with CorpusLock(root, "quality"):
-        (root / "quality").mkdir(exist_ok=True)
-        for p in (root / "quality").glob(".tmp-*"):
-            p.unlink()
+    with QualityWriter(root) as qw:
         crops = committed_shards(root, "crops")
         files = [str(c.path) for c in crops]
-        done = {q.key: q.path for q in list_shards(root, "quality")}
-        for key in set(done) - {c.key for c in crops}:  # quality of crops that are gone
-            done.pop(key).unlink()
+        qw.remove_orphans(crops)  # quality of crops that are gone
+        done = qw.shards()
         present: set[str] | None = None
         todo, recomp = [], []
         for c in crops:
@@ -238,7 +231,7 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
             new = recompose(t, w)
             md = dict(t.schema.metadata or {})
             md[META_WEIGHTS] = json.dumps(w, sort_keys=True).encode()
-            atomic_write_table(new.replace_schema_metadata(md), qp, compression="zstd")
+            qw.write(c, new.replace_schema_metadata(md))
             s.shards_recomposed += 1
         if recomp:
             log(f"re-weighted {len(recomp)} quality shards (composite only, no pixels read)")
@@ -250,7 +243,7 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
 
         def commit(c, res) -> None:
             table, stats, _ = res
-            atomic_write_table(table, root / "quality" / c.path.name, compression="zstd")
+            qw.write(c, table)
             s.shards_computed += 1
             s.crops += stats["crops"]
             s.fullref_pairs += stats["fr"]

@@ -43,6 +43,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from dfkit.corpus.codec import decode_crop
+from dfkit.corpus.reader import apply_split as _corpus_apply_split
+from dfkit.corpus.schema import OFFICIAL_SCHEME, has_split_scheme
 from dfkit.errors import DfkitError
 
 TASKS = ("binary", "attribution")
@@ -99,7 +102,7 @@ def split_assignment(root: str | Path, mode: str, seed: int = 0) -> pd.DataFrame
 
     ``identity`` without a stored scheme: :func:`dfkit.splits.identity_split` over every video of the corpus."""
     root = Path(root)
-    if mode == "official" or (root / "splits" / f"{mode}.parquet").exists():
+    if mode == OFFICIAL_SCHEME or has_split_scheme(root, mode):
         return None
     if mode != "identity":
         raise DfkitError(f"unknown split {mode!r}: use official or identity (or a scheme made by "
@@ -114,22 +117,9 @@ def split_assignment(root: str | Path, mode: str, seed: int = 0) -> pd.DataFrame
     return pd.DataFrame([{"dataset": d, "video_id": v, "split": s} for (d, v), s in assign.items()])
 
 
-def apply_split(meta: pd.DataFrame, assignment: pd.DataFrame | None) -> pd.DataFrame:
-    """``meta`` with its ``split`` column replaced by ``assignment`` (when given; the official split is kept as
-    ``split_official``), after checking that no video's frames span two splits."""
-    if assignment is not None and len(meta):
-        a = assignment[["dataset", "video_id", "split"]].rename(columns={"split": "_assigned"})
-        meta = meta.merge(a, on=["dataset", "video_id"], how="left")
-        meta["split_official"] = meta["split"]
-        meta["split"] = meta.pop("_assigned")
-    if len(meta):
-        n = meta.groupby(["dataset", "video_id"])["split"].nunique(dropna=False)
-        bad = n[n > 1]
-        if len(bad):
-            ex = ", ".join(f"{d}/{v}" for d, v in bad.index[:3])
-            raise DfkitError(f"frames of one video span several splits ({len(bad)} videos, e.g. {ex}): "
-                             "the corpus split labels are inconsistent")
-    return meta
+#: one way to apply a split: the corpus's (a stored scheme is applied by ``Corpus.select(split_scheme=...)``; a
+#: computed assignment by this, which also checks that no video's frames span two splits)
+apply_split = _corpus_apply_split
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -195,7 +185,7 @@ def corpus_view(root: Path, split: str, datasets: Sequence[str] | None):
     metadata, after checking that ``datasets`` exist. Returns ``(view, metadata, scheme)``."""
     from dfkit.corpus.reader import Corpus
 
-    scheme = split if split != "official" and (root / "splits" / f"{split}.parquet").exists() else "official"
+    scheme = split if has_split_scheme(root, split) else OFFICIAL_SCHEME
     view = Corpus(root).select(split_scheme=scheme)
     meta = view.metadata()
     if meta.empty:
@@ -243,7 +233,7 @@ def select_data(
     root = Path(root).expanduser()
     datasets, methods, compression = parse_list(datasets), parse_list(methods), parse_list(compression)
     whole, meta_all, scheme = corpus_view(root, split, datasets)
-    if scheme == "official" and split != "official" and assignment is None:
+    if scheme == OFFICIAL_SCHEME and split != OFFICIAL_SCHEME and assignment is None:
         assignment = split_assignment(root, split, seed)
     meta = Filter(datasets=tuple(datasets) if datasets else None,
                   compression=tuple(compression) if compression else None).apply(meta_all)
@@ -326,15 +316,6 @@ def subsample_by_video(meta: pd.DataFrame, per_class: dict[int, int], seed: int 
 # the torch side
 
 INJECT_COLUMN = "inject"  # "KIND:LEVEL" on a training row: degrade the crop at load time (known-effect check)
-
-
-def _decode(data: bytes) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("undecodable crop bytes")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 CROP_MODES = ("resize", "center")
@@ -443,7 +424,7 @@ class CropDataset:
         self.epoch = int(epoch)
 
     def _image(self, i: int, data: bytes) -> np.ndarray:
-        img = _decode(data)
+        img = decode_crop(data)
         if self.inject is not None and self.inject[i][0]:
             from dfkit.train.known_effect import degrade_loaded
 

@@ -74,7 +74,7 @@ def score_injected(files: Sequence[Path], rows: pd.DataFrame, inj: Injection, we
     from tqdm.auto import tqdm
 
     from dfkit.corpus.reader import shard_rows
-    from dfkit.ingest.faces import decode_crop, encode_crop
+    from dfkit.corpus.codec import decode_crop, encode_crop
     from dfkit.quality.compute import compute_quality
 
     parts = []
