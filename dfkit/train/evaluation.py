@@ -34,6 +34,9 @@ from dfkit.train.data import REAL, apply_split, corpus_view, parse_list, split_a
 
 Echo = Callable[[str], None]
 
+#: a predictions file's metadata key: the run's class names (JSON list), in the order of ``probs``/``logits``
+META_CLASS_NAMES = b"dfkit.class_names"
+
 __all__ = ["eval_run", "eval_rows", "save_predictions", "load_predictions", "summary_line"]
 
 
@@ -84,7 +87,7 @@ def save_predictions(df: pd.DataFrame, path: Path) -> Path:
 
     t = pa.Table.from_pandas(df, preserve_index=False)
     md = dict(t.schema.metadata or {})
-    md[b"dfkit.class_names"] = json.dumps(df.attrs.get("class_names", [])).encode()
+    md[META_CLASS_NAMES] = json.dumps(df.attrs.get("class_names", [])).encode()
     pq.write_table(t.replace_schema_metadata(md), path)
     return path
 
@@ -98,7 +101,7 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
         raise DfkitError(f"no predictions at {path} (evaluate the run first)")
     t = pq.read_table(path)
     df = t.to_pandas()
-    raw = (t.schema.metadata or {}).get(b"dfkit.class_names")
+    raw = (t.schema.metadata or {}).get(META_CLASS_NAMES)
     df.attrs["class_names"] = json.loads(raw) if raw else []
     return df
 
