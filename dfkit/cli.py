@@ -45,22 +45,32 @@ def _parse_opts(opts: list[str]) -> dict[str, str]:
     return out
 
 
+def _ingest_default(name: str):
+    """An ingest option's default: :class:`~dfkit.ingest.engine.IngestParams`'s (spelled once, there)."""
+    from dfkit.config import default_of
+    from dfkit.ingest.engine import IngestParams
+
+    return default_of(IngestParams, name)
+
+
 @app.command()
 def ingest(
     dataset: str = typer.Argument(..., help="Adapter name (see `dfkit datasets`), e.g. ffpp, celebdf, dfdc."),
     root: Optional[Path] = typer.Argument(None, help="Dataset root as downloaded (default: $DFKIT_ROOT_<NAME> "
                                           "or roots.<name> in the config file).", show_default=False),
     corpus: Optional[Path] = CorpusOpt,
-    frames: int = typer.Option(32, help="Frames sampled evenly per video."),
-    size: int = typer.Option(256, help="Side of the square face crop, pixels."),
-    margin: float = typer.Option(1.3, help="Crop side as a multiple of the face box's larger side."),
+    frames: int = typer.Option(_ingest_default("frames"), help="Frames sampled evenly per video."),
+    size: int = typer.Option(_ingest_default("size"), help="Side of the square face crop, pixels."),
+    margin: float = typer.Option(_ingest_default("margin"), help="Crop side as a multiple of the face box's larger "
+                                 "side."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes (parallel over videos)."),
     compression: Optional[str] = typer.Option(None, help="Compression level folder where the dataset has "
                                               "several (FF++: raw/c0, c23 (default), c40)."),
     limit: Optional[int] = typer.Option(None, help="Process at most N (not yet ingested) videos."),
-    encoding: str = typer.Option("png", help="Crop encoding: png or webp (lossless, default png); "
+    encoding: str = typer.Option(_ingest_default("encoding"), help="Crop encoding: png or webp (lossless); "
                                  "jpeg[:Q] or webp-lossy[:Q] (lossy: adds artifacts)."),
-    min_confidence: float = typer.Option(0.5, help="Face detector confidence threshold."),
+    min_confidence: float = typer.Option(_ingest_default("min_confidence"), help="Face detector confidence "
+                                         "threshold."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try videos that failed, were missing or "
                                       "had no face in an earlier run again."),
     opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (see `dfkit datasets`); "
