@@ -182,13 +182,11 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
     from dfkit.quality.run import stored_weights
     from dfkit.train.data import select_data
     from dfkit.train.experiments import check_sweep_options
-    from dfkit.train.runner import TrainSettings
 
     t0 = time.perf_counter()
     inj = inject_spec if isinstance(inject_spec, Injection) else parse_injection(inject_spec)
     thresholds = check_sweep_options(metric, level, thresholds)  # refused before the slow scoring
-    base = TrainSettings.from_dict(base.to_dict())
-    base.validate()
+    base = base.copy()  # a checked copy (the caller's object stays as it was)
     root = Path(base.corpus).expanduser() if base.corpus else resolve_corpus(None)
     base.corpus = str(root)
     out = Path(out).expanduser()
