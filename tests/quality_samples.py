@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from dfkit.corpus.schema import sample_id
 from dfkit.quality.frames import frame_row, rows_to_table
 
 __all__ = ["REALDATA_CANDIDATES", "realdata_root", "ffpp_videos", "frame_row", "rows_to_table", "astronaut_rows",
@@ -103,7 +104,7 @@ def realdata_rows(n_per_video: int = 4, max_videos: int | None = None, crop_size
         meta = ffpp_meta(p)
         for fi, rgb, facts in video_frames(p, n_per_video, stride):
             r = frame_row(rgb, {**facts, **meta, "frame_index": fi,
-                                "sample_id": f"{meta['dataset']}/{meta['video_id']}/{fi:06d}"}, crop_size=crop_size)
+                                "sample_id": sample_id(meta["dataset"], meta["video_id"], fi)}, crop_size=crop_size)
             if r is not None:
                 rows.append(r)
     return rows
@@ -133,11 +134,11 @@ def paired_rows(n_per_pair: int = 3, crop_size: int = 256) -> tuple[list[dict], 
         ometa = ffpp_meta(orig)
         for (fi, frgb, ffacts), (_, orgb, ofacts) in zip(video_frames(p, n_per_pair), video_frames(orig, n_per_pair)):
             o = frame_row(orgb, {**ofacts, **ometa, "frame_index": fi,
-                                 "sample_id": f"ffpp/{ometa['video_id']}/{fi:06d}"}, crop_size=crop_size)
+                                 "sample_id": sample_id("ffpp", ometa["video_id"], fi)}, crop_size=crop_size)
             if o is None:
                 continue
             f = frame_row(frgb, {**ffacts, **meta, "frame_index": fi,
-                                 "sample_id": f"ffpp/{meta['video_id']}/{fi:06d}"},
+                                 "sample_id": sample_id("ffpp", meta["video_id"], fi)},
                           crop_size=crop_size, box=o["crop_box"])
             f["box_source"] = "paired"
             fakes.append(f)
