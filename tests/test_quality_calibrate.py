@@ -164,7 +164,8 @@ def test_clean_real_crops_score_high(calibration):
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("kind, level", [("defocus", 3.0), ("defocus", 5.0), ("jpeg", 15.0), ("noise", 10.0),
-                                         ("noise", 20.0), ("scale", 0.25), ("scale", 0.125)])
+                                         ("noise", 20.0), ("scale", 0.25), ("scale", 0.125), ("h264", 40.0),
+                                         ("h264", 48.0)])
 def test_strong_degradations_score_below_one_half(calibration, kind, level):
     s, _, _ = calibration
     p = next(p for p in s["kinds"][kind]["levels"] if p["level"] == level)
@@ -175,13 +176,24 @@ def test_strong_degradations_score_below_one_half(calibration, kind, level):
 @pytest.mark.parametrize("kind", ["defocus", "motion", "jpeg", "noise", "scale", "under", "over", "h264"])
 def test_median_quality_falls_with_the_level(calibration, kind):
     """Over the graded levels the median never rises, and the strongest level is far below the clean crops. The
-    step from clean to the mildest level may rise for noise σ 2 and over-exposure 1.5 (a little noise hides the c23
-    codec's macroblock structure, brightening sharpens the Laplacian): measured, reported in the README."""
+    step from clean to the mildest level may rise a little for noise σ 2 and over-exposure 1.5 (a little noise hides
+    the c23 codec's blocking; a brighter copy of a dim face is better exposed): measured, reported in the README."""
     s, _, _ = calibration
     med = [p["median"] for p in s["kinds"][kind]["levels"]]
     assert all(b <= a + cal.MONOTONE_TOL for a, b in zip(med, med[1:])), med
     assert med[-1] < s["clean"]["median"] - 0.2
     assert med[0] <= s["clean"]["median"] + 0.05
+
+
+@pytest.mark.realdata
+def test_per_crop_monotone_share_does_not_regress(calibration):
+    """The per-crop target (>= 95 %) is met for JPEG only; quality version 3 measured 75-96 % for every kind (version
+    2: 43 % for noise, 57 % over-exposure, 61 % H.264). This floor keeps a change from bringing the masking back
+    unnoticed; the README reports the values and what is left."""
+    s, _, _ = calibration
+    shares = {k: e["monotone"] for k, e in s["kinds"].items()}
+    assert min(shares.values()) >= 0.7, shares
+    assert shares["jpeg"] >= cal.MONOTONE_TARGET and shares["noise"] >= 0.8, shares
 
 
 @pytest.mark.realdata

@@ -35,7 +35,7 @@ from dfkit.quality.base import Metric, get_metrics
 from dfkit.quality.composite import FORM, composite, resolve_weights, video_quality
 from dfkit.quality.view import CropView
 
-QUALITY_VERSION = 2  # 2: weighted-minimum composite, macroblock metric, recalibrated noise / sharpness maps
+QUALITY_VERSION = 3  # 2: weighted minimum, macroblock; 3: noise/contrast-normalised sharpness, steeper macroblock
 KEY_COLUMNS = ("sample_id", "dataset", "video_id")
 
 

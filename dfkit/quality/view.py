@@ -37,6 +37,16 @@ import numpy as np
 REF = 256
 FALLBACK_FACE = 0.70  # central fraction of the crop used as the face region without geometry
 CORE_INSET = 0.20  # the face "core" drops 20 % of the face box on each side
+# Reference luma contrast (standard deviation, grey levels) of a well-exposed face: measures that scale with the
+# image's gain (Laplacian variance, curvature) are rescaled to it, so brightening or darkening a face does not read as
+# sharpening or blurring it (exposure has its own metric). About the median face of FF++ c23 clips.
+REFERENCE_CONTRAST = 40.0
+
+
+def contrast_gain(y: np.ndarray) -> float:
+    """``REFERENCE_CONTRAST / std(y)`` (std at least 1 grey level): the factor that brings ``y`` to the reference
+    contrast."""
+    return REFERENCE_CONTRAST / max(float(np.std(y)), 1.0)
 
 
 def _num(v):

@@ -35,13 +35,17 @@ class Noise(Metric):
     def measure(self, view) -> float:
         if not view.face_ok(8):
             return NAN
-        y = view.face_f32
-        r = np.abs(cv2.filter2D(y, cv2.CV_32F, _KERNEL, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
-        gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
-        gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
-        g = np.abs(gx) + np.abs(gy)
-        flat = g.ravel()
-        k = max(1, int(flat.size * FLAT_FRACTION))
-        thr = np.partition(flat, k - 1)[k - 1]
-        sel = r.ravel()[flat <= thr]
-        return math.sqrt(math.pi / 2) / 6 * float(sel.mean())
+        return immerkaer_sigma(view.face_f32)
+
+
+def immerkaer_sigma(y: np.ndarray) -> float:
+    """Immerkær's noise sigma of a float32 luma image over its flattest ``FLAT_FRACTION`` of pixels (the raw value
+    of this metric; sharpness uses it to discount the Laplacian energy that noise adds)."""
+    r = np.abs(cv2.filter2D(y, cv2.CV_32F, _KERNEL, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
+    flat = (np.abs(gx) + np.abs(gy)).ravel()
+    k = max(1, int(flat.size * FLAT_FRACTION))
+    thr = np.partition(flat, k - 1)[k - 1]
+    sel = r.ravel()[flat <= thr]
+    return math.sqrt(math.pi / 2) / 6 * float(sel.mean())
