@@ -120,7 +120,8 @@ def _one_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
-@pytest.mark.parametrize("command", ["train", "eval", "cross-dataset", "quality-sweep", "quality-sweep-config"])
+@pytest.mark.parametrize("command", ["train", "eval", "cross-dataset", "quality-sweep", "quality-sweep-config",
+                                     "browse"])
 def test_every_command_refuses_a_quality_out_of_range(command, value, tmp_path, capsys):
     corpus, out = tmp_path / "corpus", tmp_path / "out"
     run = tmp_path / "run"
@@ -137,6 +138,8 @@ def test_every_command_refuses_a_quality_out_of_range(command, value, tmp_path, 
         option = "--thresholds"
         args = ["experiment", "quality-sweep", "--corpus", corpus, "--backbone", "tiny", "--out", out,
                 "--thresholds", f"0,{value}"]
+    elif command == "browse":
+        args = ["browse", "--corpus", corpus, "--no-launch", "--min-quality", value]
     else:  # a --config file's min_quality is checked as the option
         cfg = tmp_path / "train.yaml"
         cfg.write_text(f"backbone: tiny\nmin_quality: {value}\n")

@@ -39,8 +39,9 @@ def register(app) -> None:
                                                     "or canonical names)."),
         splits: Optional[list[str]] = typer.Option(None, "--splits", help="Only these splits (train, val, "
                                                    "test)."),
-        min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Only crops with quality >= Q "
-                                                    "(needs `dfkit quality`)."),
+        min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Browse filter, in [0, 1]: only "
+                                                    "crops (of every split shown) with quality >= Q (needs "
+                                                    "`dfkit quality`)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Browse the corpus in the FiftyOne app: one sample per crop with labels, quality, predictions (--run)
@@ -49,6 +50,8 @@ def register(app) -> None:
         The dataset persists and is updated incrementally (only new or changed crops); crops are written once
         into <corpus>/.fiftyone-cache. The app listens on 127.0.0.1 only; Ctrl-C stops it."""
         from dfkit.browse.core import browse
+        from dfkit.corpus.schema import check_quality
 
+        min_quality = check_quality(min_quality, "--min-quality")  # refused before anything is built
         browse(_corpus_path(corpus), name=name, port=port, launch=not no_launch, run=run, datasets=datasets,
                methods=methods, splits=splits, min_quality=min_quality, progress=not quiet, echo=typer.echo)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from dfkit.errors import SettingsError
+
 SCHEMA_VERSION = 1
 
 # Columns that come from the adapter's VideoRecord (labels) -- shared by crops and videos tables.
@@ -182,3 +184,16 @@ def split_path(root: str | Path, scheme: str) -> Path:
 def has_split_scheme(root: str | Path, scheme: str) -> bool:
     """Whether ``scheme`` is a re-split stored in the corpus (``official`` is not: it is the ``split`` column)."""
     return scheme != OFFICIAL_SCHEME and split_path(root, scheme).exists()
+
+
+def check_quality(value, option: str = "--min-quality") -> float | None:
+    """``None`` or a quality threshold in [0, 1] as a float; anything else is refused (one line naming ``option``)."""
+    if value is None:
+        return None
+    try:
+        q = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{option} must be a number in [0, 1], not {value!r}") from None
+    if not 0 <= q <= 1:  # NaN fails too
+        raise SettingsError(f"{option} must lie in [0, 1] (quality is a score from 0 to 1), not {value}")
+    return q

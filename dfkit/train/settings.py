@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dfkit.config import default_of
+from dfkit.corpus.schema import check_quality
 from dfkit.errors import SettingsError
 
 __all__ = ["TrainSettings", "check_quality", "default_of", "load_settings_file", "MIN_QUALITY_HELP"]
@@ -50,19 +51,6 @@ def _option(name: str) -> str:
     """How a setting is named in a message: its command-line option, or its ``--config`` key."""
     return f"{name} (a --config setting)" if name in _LOOP_ONLY or name == "max_quality" else \
         "--" + name.replace("_", "-")
-
-
-def check_quality(value: Any, option: str = "--min-quality") -> float | None:
-    """``None`` or a quality threshold in [0, 1] as a float; anything else is refused (one line naming ``option``)."""
-    if value is None:
-        return None
-    try:
-        q = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{option} must be a number in [0, 1], not {value!r}") from None
-    if not 0 <= q <= 1:  # NaN fails too
-        raise SettingsError(f"{option} must lie in [0, 1] (quality is a score from 0 to 1), not {value}")
-    return q
 
 
 @dataclass
