@@ -3,6 +3,8 @@ split-scheme writers, and the one way a split is applied."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -32,10 +34,19 @@ def test_codec_round_trips_and_one_contract_for_bad_bytes():
         encode_crop(img, "gif")
 
 
-def test_the_old_import_paths_give_the_same_codec():
-    from dfkit.ingest import faces
+def test_the_codec_and_the_crop_geometry_have_one_owner():
+    """corpus.codec and corpus.geometry define them; ingest (and everything else) imports them from there."""
+    import dfkit
+    from dfkit.corpus import geometry
 
-    assert faces.decode_crop is decode_crop and faces.encode_crop is encode_crop
+    defined = {}
+    for p in Path(dfkit.__file__).parent.rglob("*.py"):
+        for name in ("decode_crop", "encode_crop", "crop_square", "square_crop_box"):
+            if f"def {name}(" in p.read_text():
+                defined.setdefault(name, []).append(p.relative_to(Path(dfkit.__file__).parent).as_posix())
+    assert defined == {"decode_crop": ["corpus/codec.py"], "encode_crop": ["corpus/codec.py"],
+                       "crop_square": ["corpus/geometry.py"], "square_crop_box": ["corpus/geometry.py"]}, defined
+    assert geometry.crop_square(np.zeros((4, 4, 3), np.uint8), np.array([0, 0, 4, 4]), 8).shape == (8, 8, 3)
 
 
 def test_column_and_path_conventions():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dfkit.corpus
+from dfkit.corpus import codec, geometry
 from dfkit.ingest import faces, video
 from dfkit.ingest.base import Adapter, VideoRecord
 from dfkit.ingest.engine import IngestParams, VideoTask, process_video, run_ingest
@@ -79,11 +80,11 @@ def test_track_gaps_are_interpolated_inside_the_span_only():
 
 
 def test_square_crop_with_margin_and_padding():
-    box = faces.square_crop_box(np.array([10, 20, 50, 100], np.float32), 1.3)
+    box = geometry.square_crop_box(np.array([10, 20, 50, 100], np.float32), 1.3)
     assert box[2] - box[0] == pytest.approx(104) and box[3] - box[1] == pytest.approx(104)
     assert (box[0] + box[2]) / 2 == pytest.approx(30)
     frame = np.full((100, 100, 3), 200, np.uint8)
-    crop = faces.crop_square(frame, np.array([-50, -50, 50, 50], np.float32), 64)
+    crop = geometry.crop_square(frame, np.array([-50, -50, 50, 50], np.float32), 64)
     assert crop.shape == (64, 64, 3)
     assert crop[:20, :20].max() == 0 and crop[-10:, -10:].min() == 200  # outside the frame is zero
 
@@ -91,12 +92,12 @@ def test_square_crop_with_margin_and_padding():
 def test_crops_are_lossless_by_default():
     img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     for enc in ("png", "webp"):
-        data, fmt = faces.encode_crop(img, enc)
-        assert np.array_equal(faces.decode_crop(data), img), enc
-    data, fmt = faces.encode_crop(img, "jpeg:50")
-    assert fmt == "jpeg" and not np.array_equal(faces.decode_crop(data), img)
+        data, fmt = codec.encode_crop(img, enc)
+        assert np.array_equal(codec.decode_crop(data), img), enc
+    data, fmt = codec.encode_crop(img, "jpeg:50")
+    assert fmt == "jpeg" and not np.array_equal(codec.decode_crop(data), img)
     with pytest.raises(ValueError, match="unknown crop encoding"):
-        faces.encode_crop(img, "gif")
+        codec.encode_crop(img, "gif")
 
 
 # -- one video -----------------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_face_video_gives_a_crop_per_sampled_frame(face_video):
     x0, y0, x1, y1 = row["bbox"]
     assert 10 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 240  # the face is in the left part of the frame
     assert len(row["landmarks"]) == 12 and 0.5 < row["det_score"] <= 1
-    assert faces.decode_crop(row["crop"]).shape == (96, 96, 3)
+    assert codec.decode_crop(row["crop"]).shape == (96, 96, 3)
     assert row["sample_id"] == "t/face/000000"
     # the face moves right by 4 px a frame: the boxes follow it
     xs = [r["bbox"][0] for r in res.crop_rows]

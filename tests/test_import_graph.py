@@ -32,15 +32,9 @@ APPS = {"cli", "cli_train", "demo", "report", "__main__"}
 
 #: (importing module, imported module) -> why the stage-to-stage import stays
 KNOWN_STAGE_IMPORTS = {
-    ("dfkit.quality.samples", "dfkit.ingest.faces"):
-        "quality's sample crops (calibration, tests) are cut from frames with the ingest face detector and crop "
-        "geometry (FaceDetector, square_crop_box, crop_square): detection is ingest's job, not the corpus's",
     ("dfkit.quality.frames", "dfkit.ingest.faces"):
-        "the same frame -> crop row helper as quality.samples (being moved there): ingest's face detector and "
-        "crop geometry",
-    ("dfkit.quality.calibrate", "dfkit.ingest.faces"):
-        "calibrate re-cuts crops with ingest's crop_square (and takes the codec through ingest.faces' re-export); "
-        "calibrate.py is owned elsewhere and was not edited in issue 11 step 1",
+        "calibrating on raw clips (``dfkit quality calibrate --videos``) finds the face on each frame with the "
+        "ingest face detector (FaceDetector): detection is ingest's job, not the corpus's",
     ("dfkit.train.known_effect", "dfkit.quality.degrade"):
         "the known-effect check trains on crops degraded exactly as quality's degradations define them",
     ("dfkit.train.known_effect", "dfkit.quality.compute"):

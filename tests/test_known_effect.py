@@ -88,7 +88,7 @@ def test_picked_videos_are_deterministic_and_per_class():
 
 
 def test_loader_trains_on_the_scored_pixels(scored_corpus):
-    from dfkit.ingest.faces import decode_crop
+    from dfkit.corpus.codec import decode_crop
     from dfkit.train.data import CropDataset, select_data
 
     sel = select_data(scored_corpus, task="attribution")

@@ -87,7 +87,7 @@ def jpeg(img: np.ndarray, q: int) -> np.ndarray:
 
 
 def recrop(frame: np.ndarray, row: dict) -> np.ndarray:
-    from dfkit.ingest.faces import crop_square
+    from dfkit.corpus.geometry import crop_square
 
     return crop_square(frame, np.asarray(row["crop_box"], dtype=np.float32), row["crop_size"])
 
@@ -553,7 +553,7 @@ def test_zero_padding_is_not_measured(astro):
 
 
 def _pair_tables(ref_row: dict, fake_crop: np.ndarray, **fake_over):
-    from dfkit.ingest.faces import encode_crop
+    from dfkit.corpus.codec import encode_crop
 
     ref = dict(ref_row, sample_id="orig/000", video_id="orig", label="real")
     fake = dict(ref_row, sample_id="fake/000", video_id="fake", label="fake", pair_video_id="orig",

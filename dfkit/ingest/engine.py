@@ -7,7 +7,7 @@ Read :func:`process_video` top to bottom to follow a video:
 3. decode only those frames                                            -> ``video.read_frames``
 4. detect faces on each (mediapipe full-range BlazeFace)               -> ``faces.FaceDetector``
 5. follow the dominant face as a track across the frames               -> ``faces.dominant_track``
-6. square crop with a margin, resize, encode losslessly                -> ``faces.crop_square`` / ``corpus.codec.encode_crop``
+6. square crop with a margin, resize, encode losslessly                -> ``corpus.geometry.crop_square`` / ``corpus.codec.encode_crop``
 7. one row per crop, one row for the video (status, counts, reason)
 
 :func:`run_ingest` lists the adapter's videos, skips those already in the corpus, schedules originals before the
@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dfkit.corpus.codec import encode_crop
+from dfkit.corpus.geometry import crop_square, square_crop_box
 from dfkit.corpus.schema import sample_id
 from dfkit.ingest import faces, video
 from dfkit.ingest.base import Adapter, VideoRecord
@@ -170,10 +171,10 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
             if paired and fi in task.pair_boxes:
                 crop_box, box_source = np.asarray(task.pair_boxes[fi], dtype=np.float32), "paired"
             elif tb is not None:
-                crop_box, box_source = faces.square_crop_box(tb[0], params.margin), tb[1]
+                crop_box, box_source = square_crop_box(tb[0], params.margin), tb[1]
             else:
                 continue  # no face on this frame: counted, no row
-            img = faces.crop_square(rgb, crop_box, params.size)
+            img = crop_square(rgb, crop_box, params.size)
             data, fmt = encode_crop(img, params.encoding)
             bbox = d.box if d is not None else (tb[0] if tb is not None else None)
             crops.append({

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 
 # the crop codec is the corpus's (what is on disk); re-exported here for the engine and older callers
-from dfkit.corpus.codec import decode_crop, encode_crop  # noqa: F401
 
 
 @dataclass
@@ -142,24 +141,3 @@ def fill_track(track: list[Detection | None]) -> list[tuple[np.ndarray, str] | N
             w = (i - a) / (b - a)
             out[i] = ((1 - w) * track[a].box + w * track[b].box, "interpolated")
     return out
-
-
-def square_crop_box(box: np.ndarray, margin: float) -> np.ndarray:
-    """The square around a face box: centred on it, side ``margin * max(w, h)`` (may extend past the frame)."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = margin * max(box[2] - box[0], box[3] - box[1])
-    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dtype=np.float32)
-
-
-def crop_square(frame: np.ndarray, crop_box: np.ndarray, size: int) -> np.ndarray:
-    """Cut ``crop_box`` out of ``frame`` (zero padding where it leaves the frame) and resize to ``size``²."""
-    h, w = frame.shape[:2]
-    x0, y0, x1, y1 = (int(round(v)) for v in crop_box)
-    side = max(x1 - x0, y1 - y0, 1)
-    x1, y1 = x0 + side, y0 + side
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    patch = np.zeros((side, side, 3), dtype=np.uint8)
-    if sx1 > sx0 and sy1 > sy0:
-        patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interp)

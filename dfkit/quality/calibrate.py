@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from dfkit.corpus.schema import quality_column, raw_column, score_metric
 from dfkit.errors import DfkitError
 from dfkit.quality.degrade import DEGRADATIONS, degrade, degrade_crop, get_degradation, h264_clip
 
@@ -53,7 +54,8 @@ class Source:
     frames: list[np.ndarray] | None = None
 
     def degraded_crop(self, kind: str, level: float, rng: np.random.Generator) -> bytes:
-        from dfkit.ingest.faces import crop_square, decode_crop, encode_crop
+        from dfkit.corpus.codec import decode_crop, encode_crop
+        from dfkit.corpus.geometry import crop_square
 
         if self.frames is None:
             rgb = degrade_crop(decode_crop(self.row["crop"]), self.row, kind, level, rng)
@@ -167,7 +169,7 @@ def _rng(i: int, kind: str, level: float) -> np.random.Generator:
 def run_calibration(sources: Sequence[Source], kinds: Sequence[str] | None = None, weights=None,
                     progress: bool = False) -> pd.DataFrame:
     """One row per (source, kind, level) -- kind ``clean`` / level 0 for the clean crop -- with ``rank`` (0 clean,
-    1 mildest, ...), every metric's score ``q_<m>``, ``quality`` and ``weakest`` (the metric that set it)."""
+    1 mildest, ...), every metric's score ``q_<m>`` and raw ``q_<m>_raw`` (``corpus.schema``'s columns), ``quality`` and ``weakest`` (the metric that set it)."""
     from tqdm.auto import tqdm
 
     from dfkit.quality.composite import resolve_weights, weakest
@@ -197,10 +199,10 @@ def run_calibration(sources: Sequence[Source], kinds: Sequence[str] | None = Non
     df = pd.DataFrame(tags, columns=["source", "kind", "level", "rank"])
     names = [n for n, x in w.items() if x > 0]
     for n in names:
-        df[f"q_{n}"] = q[f"q_{n}"].to_numpy(np.float64)
-        df[f"raw_{n}"] = q[f"q_{n}_raw"].to_numpy(np.float64)
+        df[quality_column(n)] = q[quality_column(n)].to_numpy(np.float64)
+        df[raw_column(n)] = q[raw_column(n)].to_numpy(np.float64)
     df["quality"] = q["quality"].to_numpy(np.float64)
-    df["weakest"] = weakest({n: df[f"q_{n}"].to_numpy() for n in names}, w)
+    df["weakest"] = weakest({n: df[quality_column(n)].to_numpy() for n in names}, w)
     df.attrs["weights"] = w
     return df
 
@@ -232,14 +234,14 @@ def _crossing(levels: Sequence[float], medians: Sequence[float], t: float, log: 
 def summarize(df: pd.DataFrame) -> dict:
     """The calibration's findings (see the module doc), as a JSON-able dict."""
     w = df.attrs.get("weights") or {}
-    names = [c[2:] for c in df.columns if c.startswith("q_") and df[c].notna().any()]
+    names = [m for c in df.columns if (m := score_metric(c, df.columns)) and df[c].notna().any()]
     clean = df[df["kind"] == "clean"].set_index("source")
     kinds = [k for k in DEGRADATIONS if k in set(df["kind"])]
     out: dict = {"n_crops": int(len(clean)), "weights": w, "form": "weighted-minimum",
                  "clean": {"median": float(np.nanmedian(clean["quality"])),
                            "q25": float(np.nanpercentile(clean["quality"], 25)),
                            "q75": float(np.nanpercentile(clean["quality"], 75)),
-                           "scores": {n: float(np.nanmedian(clean[f"q_{n}"])) for n in names},
+                           "scores": {n: float(np.nanmedian(clean[quality_column(n)])) for n in names},
                            "weakest": clean["weakest"].value_counts().to_dict()},
                  "kinds": {}, "targets": [], "meaning": {}}
     out["targets"].append({"what": f"clean crops: median quality >= {CLEAN_TARGET:g}",
@@ -254,7 +256,7 @@ def summarize(df: pd.DataFrame) -> dict:
             per.append({"level": lv, "median": float(np.nanmedian(x["quality"])),
                         "q25": float(np.nanpercentile(x["quality"], 25)),
                         "q75": float(np.nanpercentile(x["quality"], 75)),
-                        "scores": {n: float(np.nanmedian(x[f"q_{n}"])) for n in names},
+                        "scores": {n: float(np.nanmedian(x[quality_column(n)])) for n in names},
                         "weakest": x["weakest"].value_counts().head(1).index.tolist()[:1]})
         wide = sub.pivot(index="source", columns="rank", values="quality").sort_index(axis=1)
         wide.insert(0, 0, clean["quality"].reindex(wide.index))

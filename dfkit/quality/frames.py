@@ -1,7 +1,7 @@
 """Corpus-like crop rows cut from frames, exactly as the ingest cuts them (calibration, tests, benchmarks).
 
 :func:`frame_row` finds the dominant face of one RGB frame with the ingest detector (mediapipe BlazeFace, bundled
-with the wheel: nothing is downloaded), cuts it with ``dfkit.ingest.faces.square_crop_box`` / ``crop_square`` and
+with the wheel: nothing is downloaded), cuts it with ``dfkit.corpus.geometry.square_crop_box`` / ``crop_square`` and
 returns a row with the columns of a corpus crop row (bbox, det_score, landmarks, crop_box, crop bytes, video
 facts); :func:`rows_to_table` turns such rows into a table with the corpus crop schema's types. The synthetic and
 real-data sample builders of the tests and benchmarks live in ``tests/quality_samples.py``.
@@ -28,7 +28,8 @@ def frame_row(rgb: np.ndarray, facts: dict | None = None, crop_size: int = 256, 
     """A corpus-like crop row for the dominant (largest) face of one RGB frame, or None without a face.
 
     ``box`` forces the crop box (a paired crop: the same region of another frame)."""
-    from dfkit.ingest.faces import crop_square, encode_crop, square_crop_box
+    from dfkit.corpus.codec import encode_crop
+    from dfkit.corpus.geometry import crop_square, square_crop_box
 
     facts = dict(facts or {})
     h, w = rgb.shape[:2]

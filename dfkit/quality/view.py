@@ -1,6 +1,6 @@
 """One crop as the metrics see it: decoded pixels + the row's geometry, with the shared work done once.
 
-Geometry conventions (those of ``dfkit.ingest.faces.crop_square``, which cuts the corpus crops):
+Geometry conventions (those of ``dfkit.corpus.geometry.crop_square``, which cuts the corpus crops):
 
 * the stored ``crop_box`` [x0, y0, x1, y1] is rounded to the integer square ``X0 = round(x0)``,
   ``Y0 = round(y0)``, ``side = max(round(x1) - X0, round(y1) - Y0, 1)``, the part outside the frame is zero
