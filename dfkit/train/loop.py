@@ -9,7 +9,7 @@
   itself), as in Khosla et al. 2020; the projection head is saved with the model.
 - AdamW (no weight decay on biases and norm parameters), per-step cosine schedule with optional linear warm-up.
 - a tqdm bar per epoch with loss, accuracy and samples/s; validation after each epoch (frame- and video-level metrics
-  from :func:`dfkit.train.metrics.evaluate`, without bootstrap) and best-by-validation selection (video-level balanced
+  from :func:`dfkit.train.scores.evaluate`, without bootstrap) and best-by-validation selection (video-level balanced
   accuracy by default).
 - checkpoints in ``out_dir`` after each epoch: ``last.safetensors``/``last.json`` (model, projection, optimizer,
   scheduler, random states) and, when validation improves, ``best.safetensors``/``best.json`` (model and projection);
