@@ -111,6 +111,24 @@ def test_eval_edc_end_to_end(quality_corpus, demo_corpus, tmp_path, capsys):
     assert "EDC (discarding up to 80% lowest quality)" in out
     assert "Error versus discard" in (ev / "eval.html").read_text() and "edc.png" in (ev / "eval.html").read_text()
     assert "Error versus discard" in (ev / "eval.md").read_text()
+    # the audit report includes it (the curve re-plotted into the report), and refuses what is not one
+    import dfkit.corpus
+    from dfkit.errors import DfkitError
+    from dfkit.quality.audit import build_report
+    from dfkit.train.edc import edc_report_block, load_edc
+
+    title, res = load_edc(ev)
+    assert title == "eval" and res == rep
+    html = build_report(dfkit.corpus.open(quality_corpus), tmp_path / "audit", n_thumbs=2,
+                        edc_blocks=[edc_report_block(title, res)]).read_text()
+    assert "Does quality matter to a model?" in html and "<h3>eval</h3>" in html and "area" in html
+    assert "No curve given" in build_report(dfkit.corpus.open(quality_corpus), tmp_path / "audit0",
+                                            n_thumbs=2).read_text()
+    (tmp_path / "not.json").write_text("{]")
+    for bad, why in [(tmp_path / "nothing", "no edc.json"), (tmp_path / "not.json", "not readable"),
+                     (ev / "eval.json", "not an error-versus-discard")]:
+        with pytest.raises(DfkitError, match=why):
+            load_edc(bad)
     # bad input: one line, exit 2
     code, out, err = run_cli(["eval", run, "--edc", "--edc-max-discard", "1.5", "--out", ev], capsys)
     assert code == 2 and "--edc-max-discard" in err and "Traceback" not in err

@@ -14,7 +14,7 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -51,7 +51,7 @@ def plot_quality_by_group(m: pd.DataFrame, out: Path):
     groups = sorted(g["group"].unique())
     data = [g.loc[g["group"] == k, "quality"].dropna().to_numpy() for k in groups]
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(groups) + 1.2))
-    ax.boxplot(data, vert=False, tick_labels=groups, showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(data, orientation="horizontal", tick_labels=groups, showfliers=True, flierprops={"markersize": 2})
     ax.axvline(0.7, color="tab:red", ls="--", lw=1, label="0.7")
     ax.set_xlim(0, 1)
     ax.set_xlabel("composite quality (higher = better)")
@@ -176,7 +176,21 @@ def _calibration_section(root: Path, out: Path) -> str:
             f"threshold.</p>" + img + _table(pd.DataFrame(rows)) + f"<ul>{targets}</ul>")
 
 
-def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumbs: int = 24) -> Path:
+def _edc_section(blocks: Sequence[str]) -> str:
+    """The error-versus-discard curves of models evaluated on this corpus (``dfkit eval RUN --edc``), as HTML blocks
+    made by :func:`dfkit.train.edc.edc_report_block` (the caller builds them: quality does not import train)."""
+    head = "<h2>Does quality matter to a model? Error versus discard</h2>"
+    if not blocks:
+        return head + ("<p>No curve given: <code>dfkit eval RUN --edc --out DIR</code> discards the lowest-quality test "
+                       "crops in 5 % steps and plots the model's error on the rest against random discards; pass "
+                       "<code>--edc DIR</code> to <code>dfkit audit</code> to show it here.</p>")
+    return head + "".join(blocks)
+
+
+def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumbs: int = 24,
+                 edc_blocks: Sequence[str] = ()) -> Path:
+    """The audit report ``out/index.html``. ``edc_blocks``: HTML of error-versus-discard results to include
+    (:func:`dfkit.train.edc.edc_report_block`)."""
     out.mkdir(parents=True, exist_ok=True)
     m = corpus.metadata()
     if "quality" not in m.columns:
@@ -204,6 +218,7 @@ def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumb
     if ms:
         parts.append("<h2>Metric scores</h2>" + _img(ms, "per-metric score distributions"))
     parts.append(_calibration_section(corpus.root, out))
+    parts.append(_edc_section(edc_blocks))
     q = m.dropna(subset=["quality"]).sort_values("quality")
     cap = lambda r: f"{r['method']} {r['quality']:.2f}\nworst: {_worst_metric(r)}"  # noqa: E731
     worst = thumbnails(corpus, q.head(n_thumbs), out, "worst_crops.png", cap)

@@ -337,6 +337,37 @@ def write_edc(res: dict[str, Any], out_dir: str | Path, title: str | None = None
     """Write ``edc.json`` and ``edc.png`` into ``out_dir``; returns their file names."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "edc.json").write_text(json.dumps(res, indent=1, allow_nan=False))
+    from dfkit.corpus.store import atomic_write_bytes
+
+    atomic_write_bytes(out / "edc.json", json.dumps(res, indent=1, allow_nan=False).encode())
     save_edc_png(res, out / "edc.png", title=title)
     return {"edc_json": "edc.json", "edc_png": "edc.png"}
+
+
+def load_edc(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """An error-versus-discard result written by ``dfkit eval RUN --edc``: its folder or its ``edc.json``. Returns
+    ``(title, result)``, the title being the folder's name; a :class:`~dfkit.errors.DfkitError` naming the file when
+    it is not one."""
+    p = Path(path).expanduser()
+    f = p / "edc.json" if p.is_dir() else p
+    if not f.is_file():
+        raise DfkitError(f"--edc {path}: no edc.json there (write one with `dfkit eval RUN --edc --out DIR`)")
+    try:
+        res = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DfkitError(f"--edc {f}: not readable as JSON ({e})") from None
+    if not isinstance(res, dict) or not isinstance(res.get("levels"), dict) or not res.get("fractions"):
+        raise DfkitError(f"--edc {f}: not an error-versus-discard result (no levels / fractions)")
+    return f.resolve().parent.name, res
+
+
+def edc_report_block(title: str, res: dict[str, Any]) -> str:
+    """One result as a self-contained HTML block (the plot embedded), for ``dfkit audit``'s report."""
+    import base64
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        png = save_edc_png(res, Path(d) / "edc.png", title=f"{title}: error versus discard")
+        b64 = base64.b64encode(png.read_bytes()).decode()
+    body = edc_html(res, png=None).replace("<h2>Error versus discard (EDC)</h2>", f"<h3>{html.escape(title)}</h3>")
+    return body + f"<p><img class='plot' src='data:image/png;base64,{b64}' alt='error versus discard'></p>"
