@@ -75,11 +75,19 @@ def resolve_root(dataset: str, arg: str | Path | None) -> Path:
     raise DfkitError(f"no root given for {dataset}: pass ROOT, set {env}, or add roots.{dataset} to {where}")
 
 
-def default_of(cls: type, name: str) -> Any:
-    """The default of dataclass ``cls``'s field ``name``, so that a command-line option spells it only once
-    (``typer.Option(default_of(IngestParams, "frames"))``)."""
+def default_of(cls: Any, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``, or of function ``cls``'s parameter ``name``, so that a
+    command-line option spells it only once (``typer.Option(default_of(IngestParams, "frames"))``,
+    ``default_of(services.evaluate, "batch_size")``)."""
     from dataclasses import MISSING
 
+    if not hasattr(cls, "__dataclass_fields__"):
+        import inspect
+
+        d = inspect.signature(cls).parameters[name].default
+        if d is inspect.Parameter.empty:
+            raise KeyError(f"{cls.__name__}({name}) has no default")
+        return d
     f = cls.__dataclass_fields__[name]
     if f.default is not MISSING:
         return f.default

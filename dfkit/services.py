@@ -1,0 +1,423 @@
+"""One function per ``dfkit`` command: the work behind the command line, callable from Python (the demo calls them).
+
+Each takes plain Python arguments (paths, numbers, strings; None where the command's option was not given), does
+what the command does and returns its result (a summary object or dict). What the command prints goes through the
+``echo`` argument (its standard output) and ``log`` (its progress and warnings, standard error in the CLI); both
+default to printing nothing, so a caller that only wants the result gets it quietly. The Typer commands in
+:mod:`dfkit.cli` and :mod:`dfkit.cli_train` only parse options, call one of these and set the exit code. User errors
+are :class:`~dfkit.errors.DfkitError` (the CLI prints one line and exits 2), raised before anything is written.
+
+``dfkit demo``'s function is :func:`dfkit.demo.run.run_demo` (the demo builds on these, so it cannot live here).
+
+Module level imports only the base modules, so that the CLI starts fast; the stages are imported on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+from dfkit.errors import DfkitError
+
+Echo = Callable[[str], None]
+PathLike = Union[str, Path]
+
+
+def silent(_msg: str) -> None:
+    """An ``echo`` that prints nothing."""
+
+
+def _corpus(arg: Optional[PathLike]) -> Path:
+    from dfkit.config import resolve_corpus
+
+    return resolve_corpus(Path(arg) if arg is not None else None)
+
+
+def parse_opts(opts: Sequence[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (``--opt``) -> ``{key: value}`` (dashes in keys become underscores)."""
+    out = {}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep or not k:
+            raise DfkitError(f"--opt expects KEY=VALUE, got {o!r}")
+        out[k.replace("-", "_")] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# corpus: ingest, info, datasets
+
+def ingest(dataset: str, root: Optional[PathLike] = None, corpus: Optional[PathLike] = None, *,
+           workers: Optional[int] = None, compression: Optional[str] = None, limit: Optional[int] = None,
+           retry_failed: bool = False, opts: Union[Sequence[str], Mapping[str, str]] = (),
+           scheduler: Optional[str] = None, progress: bool = True, echo: Echo = silent, log: Echo = silent,
+           **params: Any):
+    """``dfkit ingest``: ``params`` are :class:`~dfkit.ingest.engine.IngestParams` fields (frames, size, margin,
+    encoding, min_confidence; left out: its defaults). Prints the run's summary; returns the
+    :class:`~dfkit.ingest.engine.IngestSummary` (``interrupted`` set on Ctrl-C: every finished video is committed)."""
+    import numpy as np
+
+    from dfkit.config import resolve_root
+    from dfkit.corpus.codec import encode_crop
+    from dfkit.ingest.base import create_adapter
+    from dfkit.ingest.engine import IngestParams, run_ingest
+
+    p = IngestParams(**params)
+    try:
+        encode_crop(np.zeros((8, 8, 3), np.uint8), p.encoding)  # reject a bad --encoding before any work
+    except ValueError as e:
+        raise DfkitError(f"--encoding: {e}") from None
+    root_path = resolve_root(dataset, Path(root) if root is not None else None)
+    options = dict(opts) if isinstance(opts, Mapping) else parse_opts(opts)
+    if compression is not None:
+        options["compression"] = compression
+    adapter = create_adapter(dataset, root_path, **options)
+    adapter.check_root()
+    out = _corpus(corpus)
+    s = run_ingest(adapter, out, p, workers=workers, limit=limit, retry_failed=retry_failed, progress=progress,
+                   log=log, scheduler=scheduler)
+    for line in ingest_summary_lines(s, out):
+        echo(line)
+    return s
+
+
+def ingest_summary_lines(s, corpus: Path) -> list[str]:
+    st = s.status
+    rate = s.processed / s.seconds if s.seconds else 0.0
+    crate = s.crops / s.seconds if s.seconds else 0.0
+    lines = [f"{s.dataset}: {s.listed} videos listed, {s.skipped} already in the corpus, {s.processed} processed "
+             f"in {s.seconds:.1f} s ({rate:.2f} videos/s, {crate:.1f} crops/s)",
+             f"  ok {st.get('ok', 0)} | partial {st.get('partial', 0)} | no face {st.get('no_face', 0)} | "
+             f"failed {st.get('failed', 0)} | missing {st.get('missing', 0)} | crops written {s.crops}"
+             + (f" | {s.ignored_files} unrelated files ignored" if s.ignored_files else "")]
+    lines += [f"  {e['status']:8s} {e['video_path']}: {e['stage']}: {e['reason']}" for e in s.errors[:10]]
+    if len(s.errors) > 10:
+        lines.append(f"  ... {len(s.errors) - 10} more: dfkit info --errors --corpus {corpus}")
+    return lines + [f"corpus: {corpus}"]
+
+
+def info(corpus: Optional[PathLike] = None, *, errors: bool = False, echo: Echo = silent) -> str:
+    """``dfkit info``: counts per dataset x method x split, video status, size (and the errors table)."""
+    from dfkit.report import corpus_info_text
+
+    text = corpus_info_text(_corpus(corpus), errors=errors)
+    echo(text)
+    return text
+
+
+def datasets(name: Optional[str] = None, *, as_json: bool = False, echo: Echo = silent) -> list[dict[str, Any]]:
+    """``dfkit datasets``: the adapters' descriptions (all, or the one called ``name``)."""
+    import json
+
+    from dfkit.ingest.catalog import describe_adapters
+
+    items = describe_adapters()
+    if name is not None:
+        items = [d for d in items if d["name"] == name]
+        if not items:
+            raise DfkitError(f"unknown dataset {name!r}; see `dfkit datasets`")
+    if as_json:
+        echo(json.dumps(items, indent=2))
+        return items
+    for d in items:
+        echo(f"{d['name']}: {d['title']}")
+        echo(f"  expects: {d['expects']}")
+        if d["methods"]:
+            echo("  methods: " + ", ".join(
+                m["name"] + ("" if m["canonical"] == m["name"] else f" -> {m['canonical']}") + f" ({m['family']})"
+                for m in d["methods"]))
+        for k, h in d["options"].items():
+            echo(f"  --opt {k}=...  {h}")
+        echo("")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# quality, calibrate, audit
+
+def quality(corpus: Optional[PathLike] = None, *, weights: Any = None, workers: Optional[int] = None,
+            fullref: bool = True, fullref_frames: Optional[int] = None, recompute: bool = False,
+            explain: bool = False, progress: bool = True, echo: Echo = silent, log: Echo = silent):
+    """``dfkit quality``: measure every crop that lacks metrics; returns the
+    :class:`~dfkit.quality.run.QualitySummary` (its ``errors``: shards that failed). ``explain``: only print what a
+    quality threshold means under ``weights`` (returns None)."""
+    import dfkit.corpus
+    from dfkit.quality import explain as explain_text
+    from dfkit.quality import resolve_weights
+    from dfkit.quality.run import run_quality
+
+    w = resolve_weights(weights)
+    if explain:
+        echo(explain_text(0.7, w))
+        return None
+    root = _corpus(corpus)
+    dfkit.corpus.open(root)  # a clear error when there is no corpus
+    s = run_quality(root, w, workers=workers, fullref=fullref, fullref_frames=fullref_frames, recompute=recompute,
+                    progress=progress, log=log)
+    echo(f"quality: {s.shards_computed} of {s.shards_total} shards computed ({s.crops} crops, "
+         f"{s.fullref_pairs} fake/original pairs, {s.c0_pairs} crops vs c0), {s.shards_recomposed} "
+         f"re-weighted, {s.seconds:.1f} s")
+    for e in s.errors:
+        log(f"  failed: {e}")
+    return s
+
+
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def quality_calibrate(corpus: Optional[PathLike] = None, *, videos: Optional[PathLike] = None,
+                      out: Optional[PathLike] = None, n: int = 48, per_video: int = 4,
+                      kinds: Union[str, Sequence[str], None] = None, weights: Any = None, seed: int = 0,
+                      progress: bool = True, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit quality calibrate``: degrade clean crops (of the corpus, or of ``videos``) in graded steps and score
+    them; prints the calibration's markdown; returns its summary (``files``: what was written)."""
+    from dfkit.quality import calibrate as cal
+    from dfkit.quality import resolve_weights
+    from dfkit.quality.degrade import list_degradations
+
+    videos = Path(videos) if videos is not None else None
+    out = Path(out) if out is not None else None
+    w = resolve_weights(weights) if weights or videos is not None else None  # None: the corpus's own weights
+    ks = ([k.strip() for k in kinds.split(",") if k.strip()] if isinstance(kinds, str) else list(kinds or ())) or None
+    for k in ks or []:
+        if k not in list_degradations():
+            raise DfkitError(f"--kinds: unknown degradation {k!r}; known: {', '.join(list_degradations())}")
+    if n < 1 or per_video < 1:
+        raise DfkitError("--n and --per-video must be >= 1")
+    if videos is not None:
+        if not videos.exists():
+            raise DfkitError(f"--videos {videos}: no such file or folder")
+        paths = [videos] if videos.is_file() else sorted(p for p in videos.rglob("*")
+                                                         if p.suffix.lower() in VIDEO_EXTS)
+        if not paths:
+            raise DfkitError(f"--videos {videos}: no video files there")
+        if out is None:
+            raise DfkitError("--videos needs --out (where to write the calibration)")
+        sources = cal.sources_from_videos(paths, per_video=per_video)
+    else:
+        import dfkit.corpus
+
+        root = _corpus(corpus)
+        dfkit.corpus.open(root)
+        out = out or root / cal.CALIBRATION_DIR
+        if w is None:  # calibrate the composite the corpus's scores were made with
+            from dfkit.quality.run import stored_weights
+
+            w = resolve_weights(stored_weights(root))
+        sources = cal.sources_from_corpus(root, n=n, seed=seed)
+    s = cal.calibrate(sources, out, kinds=ks, weights=w, progress=progress)
+    echo(cal.markdown(s))
+    echo(f"written: {', '.join(s['files'].values())}")
+    return s
+
+
+def audit(corpus: Optional[PathLike] = None, *, out: PathLike = Path("dfkit-audit"), leaks: bool = True,
+          thumbs: int = 24, progress: bool = True, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit audit``: the HTML data-quality report. Returns ``{"report": index.html, "leaks": the split-leak
+    report (None without ``leaks``)}``."""
+    import dfkit.corpus
+    from dfkit.corpus.schema import usable
+    from dfkit.quality.audit import build_report
+    from dfkit.splits import audit as leak_audit
+    from dfkit.splits import crop_hashes
+
+    c = dfkit.corpus.open(_corpus(corpus))
+    rep = leak_audit(usable(c.videos()), crop_hashes(c, progress=progress)) if leaks else None
+    path = build_report(c, Path(out), rep, n_thumbs=thumbs)
+    echo(f"audit report: {path}")
+    return {"report": path, "leaks": rep}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# splits
+
+def splits_audit(corpus: Optional[PathLike] = None, *, out: Optional[PathLike] = None, scheme: str = "official",
+                 hashes: bool = True, per_video: int = 4, max_distance: int = 4, progress: bool = True,
+                 echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit splits audit``: overlap between train/val/test (identities, sources, near-duplicate crops); returns
+    the report (also written as JSON to ``out``)."""
+    import json
+
+    import dfkit.corpus
+    from dfkit.corpus.schema import usable
+    from dfkit.splits import audit as leak_audit
+    from dfkit.splits import crop_hashes, format_audit
+
+    c = dfkit.corpus.open(_corpus(corpus)).select(split_scheme=scheme)
+    h = crop_hashes(c, per_video=per_video, progress=progress) if hashes else None
+    rep = leak_audit(usable(c.videos()), h, max_distance=max_distance)
+    rep["scheme"] = scheme
+    echo(f"split audit ({scheme} splits)")
+    echo(format_audit(rep))
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rep, indent=2))
+        echo(f"written: {out}")
+    return rep
+
+
+def splits_resplit(corpus: Optional[PathLike] = None, *, by: str = "identity", name: str = "identity",
+                   ratios: Union[str, Sequence[float]] = "0.8,0.1,0.1", seed: int = 0, echo: Echo = silent) -> Path:
+    """``dfkit splits resplit``: an identity-disjoint split scheme stored beside the corpus; returns its file."""
+    import dfkit.corpus
+    from dfkit.splits import identity_split, write_scheme
+
+    if by != "identity":
+        raise DfkitError(f"--by {by!r}: only 'identity' is supported")
+    try:
+        r = tuple(float(x) for x in (ratios.split(",") if isinstance(ratios, str) else ratios))
+    except ValueError:
+        raise DfkitError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {ratios!r}") from None
+    if name == "official":
+        raise DfkitError("--name official is reserved for the datasets' own splits")
+    root = _corpus(corpus)
+    videos = dfkit.corpus.open(root).videos()
+    try:
+        assign = identity_split(videos, r, seed)
+    except ValueError as e:
+        raise DfkitError(str(e)) from None
+    path = write_scheme(root, name, assign)
+    counts = videos.assign(s=[assign[(d, v)] for d, v in zip(videos["dataset"], videos["video_id"])])
+    echo(counts.groupby(["dataset", "s"]).size().unstack(fill_value=0).to_string())
+    echo(f"written: {path}; use it with --split {name} (train) or `dfkit splits audit --scheme {name}`")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# browse
+
+def browse(corpus: Optional[PathLike] = None, *, name: Optional[str] = None, port: int = 5151, launch: bool = True,
+           run: Optional[PathLike] = None, datasets: Any = None, methods: Any = None, splits: Any = None,
+           min_quality: Optional[float] = None, progress: bool = True, echo: Echo = silent):
+    """``dfkit browse``: build/update the corpus's FiftyOne dataset and (``launch``) serve the app; returns the
+    :class:`~dfkit.browse.core.BuildStats`."""
+    from dfkit.corpus.schema import check_quality
+
+    min_quality = check_quality(min_quality, "--min-quality")  # refused before anything is built
+    from dfkit.browse.core import browse as _browse
+
+    return _browse(_corpus(corpus), name=name, port=port, launch=launch, run=Path(run) if run else None,
+                   datasets=datasets, methods=methods, splits=splits, min_quality=min_quality, progress=progress,
+                   echo=echo)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# train, eval, experiments
+
+Settings = Union["TrainSettings", Mapping[str, Any], None]  # noqa: F821 - dfkit.train.settings.TrainSettings
+
+
+def resolve_settings(config: Optional[PathLike] = None, given: Optional[Mapping[str, Any]] = None,
+                     resume_dir: Optional[PathLike] = None):
+    """The training settings: defaults < saved run config (when resuming) < ``config`` file < ``given`` (None
+    values: not given); ``corpus`` unset resolves as ``--corpus`` does."""
+    import json
+
+    from dfkit.config import resolve_corpus
+    from dfkit.train.settings import TrainSettings, load_settings_file
+
+    d: dict[str, Any] = {}
+    if resume_dir is not None and (Path(resume_dir) / "config.json").exists():
+        saved = json.loads((Path(resume_dir) / "config.json").read_text())
+        d.update({k: v for k, v in saved.items() if k in TrainSettings.keys()})
+    if config is not None:
+        d.update(load_settings_file(Path(config)))
+    d.update({k: (str(v) if isinstance(v, Path) else v) for k, v in (given or {}).items() if v is not None})
+    s = TrainSettings.from_dict(d)
+    if not s.corpus:
+        s.corpus = str(resolve_corpus(None))
+    return s
+
+
+def _settings(settings: Settings, config: Optional[PathLike], resume_dir: Optional[PathLike] = None):
+    from dfkit.train.settings import TrainSettings
+
+    if isinstance(settings, TrainSettings):
+        if config is not None:
+            raise TypeError("pass either TrainSettings or a config file with the settings to override")
+        return settings
+    return resolve_settings(config, settings, resume_dir)
+
+
+def train(settings: Settings = None, *, config: Optional[PathLike] = None, resume: bool = False,
+          overwrite: bool = False, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit train``: ``settings`` are a :class:`~dfkit.train.settings.TrainSettings`, or the given options as a
+    mapping over ``config`` (see :func:`resolve_settings`). Returns the run's summary."""
+    from dfkit.train.runner import train_run
+
+    out = settings.get("out") if isinstance(settings, Mapping) else getattr(settings, "out", None)
+    if resume and not out:
+        raise DfkitError("--resume needs --out RUN (the run folder to continue)")
+    s = _settings(settings, config, resume_dir=out if resume else None)
+    return train_run(s, echo=echo, resume=resume, overwrite=overwrite)
+
+
+def evaluate(run: PathLike, *, corpus: Optional[PathLike] = None, datasets: Optional[str] = None,
+             split: str = "test", out: Optional[PathLike] = None, min_quality: Optional[float] = None,
+             n_boot: int = 1000, batch_size: int = 128, device: str = "auto", workers: Optional[int] = None,
+             threads: Optional[int] = None, edc: bool = False, edc_max_discard: float = 0.8,
+             echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit eval``: evaluate a run (metrics with bootstrap CIs, reports, predictions); returns the report."""
+    from dfkit.train.evaluation import eval_run
+
+    if n_boot < 0:
+        raise DfkitError("--n-boot must be >= 0")
+    if not 0.05 <= edc_max_discard < 1:
+        raise DfkitError("--edc-max-discard must lie in [0.05, 1): the curve steps by 5% and something must remain")
+    return eval_run(Path(run), corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality,
+                    n_boot=n_boot, batch_size=batch_size, workers=workers, device=device, threads=threads,
+                    echo=echo, edc=edc, edc_max_discard=edc_max_discard)
+
+
+def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = None,
+                  thresholds: Union[str, Sequence[float]] = (0.0, 0.5, 0.6, 0.7),
+                  seeds: Union[str, Sequence[int]] = (0, 1, 2), low_arm: bool = True,
+                  metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
+                  out: PathLike = Path("runs/quality-sweep"), inject: Optional[str] = None,
+                  separation_only: bool = False, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit experiment quality-sweep``: train and evaluate at several training filters at equal training size
+    (``inject``: first the known-effect check, ``separation_only``: only its AUROC). Prints the table; returns the
+    sweep's report (with ``inject``: the known-effect report)."""
+    from dfkit.train.experiments import parse_floats, parse_ints, quality_sweep as sweep, sweep_table_text
+
+    out = Path(out)
+    if separation_only and not inject:
+        raise DfkitError("--separation-only needs --inject KIND:LEVEL[:FRACTION]")
+    if inject:
+        from dfkit.quality.degrade import parse_injection
+        from dfkit.train.known_effect import known_effect
+
+        inj = parse_injection(inject)  # refused before anything runs or is written
+        rep = known_effect(_settings(settings, config), inj, thresholds=parse_floats(thresholds),
+                           seeds=parse_ints(seeds), out=out, n_boot=n_boot, sweep=not separation_only,
+                           metric=metric, level=level, low_arm=low_arm, echo=echo)
+        if not separation_only:
+            import json
+
+            echo(sweep_table_text(json.loads((out / "sweep" / "sweep.json").read_text())))
+        echo(f"known effect: {out / 'known_effect.json'}" + ("" if separation_only else
+                                                              f" (sweep: {out / 'sweep' / 'sweep.md'})"))
+        return rep
+    rep = sweep(_settings(settings, config), thresholds=parse_floats(thresholds), seeds=parse_ints(seeds),
+                low_arm=low_arm, out=out, metric=metric, level=level, n_boot=n_boot, echo=echo)
+    echo(sweep_table_text(rep))
+    echo(f"sweep: {out / 'sweep.md'} (+ sweep.json, sweep.png" + (", edc.json, edc.png" if rep.get("edc") else "")
+         + ")")
+    return rep
+
+
+def cross_dataset(settings: Settings = None, *, config: Optional[PathLike] = None, datasets: Optional[str] = None,
+                  tasks: Union[str, Sequence[str]] = ("binary", "attribution"), metric: str = "balanced_accuracy",
+                  level: str = "video", n_boot: int = 1000, out: PathLike = Path("runs/cross-dataset"),
+                  echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit experiment cross-dataset``: train on each dataset, evaluate on each; returns the report."""
+    from dfkit.train.experiments import cross_dataset as cross
+
+    if level not in ("frame", "video"):
+        raise DfkitError("--level must be frame or video")
+    rep = cross(_settings(settings, config), datasets=datasets,
+                tasks=tasks.split(",") if isinstance(tasks, str) else list(tasks), out=Path(out), metric=metric,
+                level=level, n_boot=n_boot, echo=echo)
+    echo(f"cross-dataset: {Path(rep['out_dir']) / 'cross_dataset.json'} (+ cross_dataset.md, cross_dataset.png)")
+    return rep
