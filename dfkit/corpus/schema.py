@@ -17,6 +17,7 @@ shard. So the corpus itself says which videos are done; no second state can drif
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -176,14 +177,29 @@ SPLITS_DIR = "splits"
 SPLIT_SCHEME_COLUMNS = ("dataset", "video_id", "split")
 
 
+#: a split scheme's name: a file name inside ``splits/`` (letters, digits, ``_ . -``; no path, not hidden)
+SCHEME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def check_scheme_name(scheme: str, option: str = "--name") -> str:
+    """``scheme`` when it can name a split scheme, else a one-line :class:`SettingsError` naming ``option``."""
+    if not isinstance(scheme, str) or not SCHEME_NAME.fullmatch(scheme) or ".." in scheme:
+        raise SettingsError(f"{option} {scheme!r}: a split scheme's name is 1-100 letters, digits, '_', '.' or '-' "
+                            "(no '/', no '..', not starting with '.' or '-')")
+    return scheme
+
+
 def split_path(root: str | Path, scheme: str) -> Path:
-    """Where split scheme ``scheme`` of the corpus at ``root`` is stored: ``<root>/splits/<scheme>.parquet``."""
-    return Path(root) / SPLITS_DIR / f"{scheme}.parquet"
+    """Where split scheme ``scheme`` of the corpus at ``root`` is stored: ``<root>/splits/<scheme>.parquet`` (the
+    name is checked: it can never point outside ``splits/``)."""
+    return Path(root) / SPLITS_DIR / f"{check_scheme_name(scheme, 'split scheme')}.parquet"
 
 
 def has_split_scheme(root: str | Path, scheme: str) -> bool:
     """Whether ``scheme`` is a re-split stored in the corpus (``official`` is not: it is the ``split`` column)."""
-    return scheme != OFFICIAL_SCHEME and split_path(root, scheme).exists()
+    if scheme == OFFICIAL_SCHEME or not isinstance(scheme, str) or not SCHEME_NAME.fullmatch(scheme) or ".." in scheme:
+        return False
+    return split_path(root, scheme).exists()
 
 
 def check_quality(value, option: str = "--min-quality") -> float | None:

@@ -8,6 +8,7 @@ Everything else -- probing, frame sampling, decoding, face detection, tracking, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -102,6 +103,30 @@ class Adapter:
             rel = str(path)
         return VideoRecord(dataset=self.name, video_id=video_id, path=Path(path), rel_path=rel, label="unknown",
                            method="unknown", problem=f"{self.name}: {reason}", **kw)
+
+    def roots(self) -> list[Path] | None:
+        """The folders this adapter's media may come from: the dataset root, plus any root an option names
+        (DeeperForensics' ``ffpp_root``). ``None``: unconfined (the user opted in, e.g. CSV ``allow_absolute=1``)."""
+        return [self.root]
+
+    def confine(self, rec: VideoRecord) -> VideoRecord:
+        """``rec``, or a problem record (failed at stage ``list``, never opened) when its path leaves every root
+        of :meth:`roots`. The test is lexical (``..`` and absolute paths in metadata), so folders the user
+        symlinked into the root are still followed."""
+        roots = self.roots()
+        if roots is None or rec.problem is not None:
+            return rec
+        p = os.path.normpath(os.path.abspath(rec.path))
+        for r in roots:
+            r = os.path.normpath(os.path.abspath(Path(r).expanduser()))
+            if p == r or p.startswith(r.rstrip(os.sep) + os.sep):
+                return rec
+        where = " or ".join(str(r) for r in roots)
+        return self.problem_record(rec.video_id, rec.path, f"{rec.rel_path}: the path leaves the dataset root "
+                                   f"({where}); not read" + (self.confine_hint and f" ({self.confine_hint})"))
+
+    #: how a user may allow paths outside the root for this adapter (shown when one is refused)
+    confine_hint: ClassVar[str] = ""
 
     def methods(self) -> list[str]:
         """The dataset's own method names (from the taxonomy manifest)."""

@@ -293,7 +293,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     workers = max(1, workers or os.cpu_count() or 1)
     summary = IngestSummary(dataset=adapter.name)
     t0 = time.perf_counter()
-    records = list(adapter.videos())
+    records = [adapter.confine(r) for r in adapter.videos()]  # nothing outside the dataset root is read
     summary.ignored_files = adapter.ignored_files
     summary.listed = len(records)
     with CorpusWriter(corpus) as writer:

@@ -3,7 +3,8 @@
 ::
 
     ROOT/labels.csv          path,label[,method,split,identity,group,video_id,pair]
-    ROOT/<path>              a video, an image or a folder of frames (paths relative to ROOT, or absolute)
+    ROOT/<path>              a video, an image or a folder of frames (paths relative to ROOT; absolute paths or
+                             paths leaving ROOT only with ``allow_absolute=1``)
 
 Column names are options (defaults: ``path``, ``label``; ``method``, ``split``, ``identity``, ``group``, ``video_id``
 and ``pair`` are used when present). Labels are matched case-insensitively against ``real_values`` / ``fake_values``
@@ -53,10 +54,20 @@ class CSVAdapter(Adapter):
         "split": "train, val or test for rows without a split column/value",
         "delimiter": "field separator (default: sniffed from , ; tab |)",
         "dataset": "dataset name recorded in the corpus (default csv)",
+        "allow_absolute": "1: also read rows whose path is absolute or leaves ROOT with '..' (default: such rows "
+                          "are refused, recorded as failed at stage list)",
     }
+    confine_hint = "pass --opt allow_absolute=1 to read files outside ROOT"
+
+    def roots(self):
+        return None if self.allow_absolute else [self.root]
 
     def __init__(self, root, **options):
         super().__init__(root, **options)
+        flag = str(options.get("allow_absolute") if options.get("allow_absolute") is not None else "0").strip().lower()
+        if flag not in ("0", "1", "true", "false", "yes", "no"):
+            raise DfkitError(f"csv: option allow_absolute must be 1 or 0, not {options['allow_absolute']!r}")
+        self.allow_absolute = flag in ("1", "true", "yes")
         self.cols = {k: options.get(k) or v for k, v in COLUMN_OPTS.items()}
         self.explicit = {k for k in COLUMN_OPTS if options.get(k)}
         self.real_values = _values(options.get("real_values") or REAL_VALUES)

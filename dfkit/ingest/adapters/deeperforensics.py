@@ -55,6 +55,9 @@ class DeeperForensicsAdapter(Adapter):
         "variants": "comma-separated variants to ingest (default: all 11 that are present)",
     }
 
+    def roots(self):
+        return [self.root] + ([self.ffpp_root] if self.ffpp_root is not None else [])
+
     def __init__(self, root, ffpp_root: str | None = None, variants: str | None = None, **options):
         super().__init__(root, ffpp_root=ffpp_root, variants=variants, **options)
         self.ffpp_root = Path(ffpp_root).expanduser() if ffpp_root else None

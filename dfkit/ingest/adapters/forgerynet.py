@@ -109,7 +109,17 @@ class ForgeryNetAdapter(Adapter):
                 f"{', '.join(found[:8]) or 'nothing'}{', …' if len(found) > 8 else ''}); expected {self.expects}; "
                 f"name the list files with --opt list=PATH[,PATH]")
 
+    def roots(self):
+        # the dataset root and every folder the lists' names were found relative to (media_root, or the list's
+        # folder / its parent): names that climb out of those with '..' are refused
+        return [self.root, *getattr(self, "_bases", ())]
+
     def _media_base(self, lst: Path, items: list[dict]) -> Path:
+        base = self._find_media_base(lst, items)
+        self._bases = [*getattr(self, "_bases", ()), base]
+        return base
+
+    def _find_media_base(self, lst: Path, items: list[dict]) -> Path:
         if self.opts.get("media_root"):
             return Path(self.opts["media_root"]).expanduser()
         cands = list(dict.fromkeys([lst.parent, self.root, lst.parent.parent]))

@@ -1,0 +1,105 @@
+"""Nothing is read from outside the dataset root (issue 13, "let in where it does not belong").
+
+Metadata that names files with ``..`` or absolute paths (a DFDC ``metadata.json``, a CSV list) is refused per entry:
+the entry is recorded as failed at stage ``list`` with the reason and never opened, the good entries of the same
+dataset are ingested. A split scheme's name can never point outside ``<corpus>/splits/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import dfkit.corpus
+from dfkit.ingest.base import create_adapter
+from dfkit.ingest.engine import IngestParams, run_ingest
+from tests.conftest import astronaut_frames, write_video
+
+PARAMS = IngestParams(frames=2, size=64)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", astronaut_frames(6))
+
+
+def _statuses(corpus: Path) -> dict[str, tuple[str, str | None, str | None]]:
+    v = dfkit.corpus.open(corpus).videos()
+    return {r["video_id"]: (r["status"], r.get("stage"), r.get("reason")) for r in v.to_dict("records")}
+
+
+def test_dfdc_metadata_naming_files_outside_the_root_is_refused(tmp_path, clip):
+    root, outside = tmp_path / "dfdc", tmp_path / "elsewhere"
+    part = root / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    outside.mkdir()
+    (part / "good.mp4").write_bytes(clip.read_bytes())
+    (outside / "climb.mp4").write_bytes(clip.read_bytes())
+    (outside / "abs.mp4").write_bytes(clip.read_bytes())
+    meta = {"good.mp4": {"label": "REAL", "split": "train"},
+            "../../elsewhere/climb.mp4": {"label": "REAL", "split": "train"},
+            str(outside / "abs.mp4"): {"label": "FAKE", "original": "good.mp4", "split": "train"}}
+    (part / "metadata.json").write_text(json.dumps(meta))
+    corpus = tmp_path / "corpus"
+    s = run_ingest(create_adapter("dfdc", root), corpus, PARAMS, workers=1)
+    st = _statuses(corpus)
+    assert st["train/good"][0] == "ok", st
+    for vid in ("train/climb", "train/abs"):
+        status, stage, reason = st[vid]
+        assert (status, stage) == ("failed", "list") and "leaves the dataset root" in reason, st[vid]
+    assert s.crops == len(dfkit.corpus.open(corpus).metadata())  # only the good video's crops
+
+
+def test_csv_paths_outside_the_root_need_allow_absolute(tmp_path, clip):
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "in.mp4").write_bytes(clip.read_bytes())
+    (outside / "up.mp4").write_bytes(clip.read_bytes())
+    (outside / "abs.mp4").write_bytes(clip.read_bytes())
+    (root / "list.csv").write_text(f"path,label\nin.mp4,real\n../elsewhere/up.mp4,fake\n{outside / 'abs.mp4'},fake\n")
+    corpus = tmp_path / "corpus"
+    run_ingest(create_adapter("csv", root), corpus, PARAMS, workers=1)
+    st = _statuses(corpus)
+    ok = [v for v, (s, _, _) in st.items() if s == "ok"]
+    refused = {v: r for v, (s, stage, r) in st.items() if s == "failed" and stage == "list"}
+    assert len(ok) == 1 and len(refused) == 2, st
+    assert all("leaves the dataset root" in r and "allow_absolute=1" in r for r in refused.values())
+    # opted in: the same list ingests all three
+    corpus2 = tmp_path / "corpus2"
+    run_ingest(create_adapter("csv", root, allow_absolute="1"), corpus2, PARAMS, workers=1)
+    assert sorted(s for s, _, _ in _statuses(corpus2).values()) == ["ok", "ok", "ok"]
+    from dfkit.errors import DfkitError
+
+    with pytest.raises(DfkitError, match="allow_absolute must be 1 or 0"):
+        create_adapter("csv", root, allow_absolute="maybe")
+
+
+def test_a_symlinked_folder_inside_the_root_is_still_followed(tmp_path, clip):
+    """The check is on the path the metadata names, not on where a user's symlink points."""
+    root, store = tmp_path / "data", tmp_path / "store"
+    root.mkdir()
+    store.mkdir()
+    (store / "v.mp4").write_bytes(clip.read_bytes())
+    (root / "videos").symlink_to(store, target_is_directory=True)
+    (root / "list.csv").write_text("path,label\nvideos/v.mp4,real\n")
+    corpus = tmp_path / "corpus"
+    run_ingest(create_adapter("csv", root), corpus, PARAMS, workers=1)
+    assert [s for s, _, _ in _statuses(corpus).values()] == ["ok"]
+
+
+@pytest.mark.parametrize("name", ["../..", "../escape", "/tmp/x", "a/b", ".hidden", "", "-x", "a..b"])
+def test_a_split_scheme_name_cannot_leave_the_splits_folder(tmp_path, name):
+    from dfkit.corpus.schema import has_split_scheme, split_path
+    from dfkit.corpus.writer import write_split_scheme
+    from dfkit.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="split scheme's name"):
+        split_path(tmp_path, name)
+    with pytest.raises(SettingsError):
+        write_split_scheme(tmp_path, name, {("d", "v"): "train"})
+    assert not has_split_scheme(tmp_path, name)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert split_path(tmp_path, "identity-2.v1").name == "identity-2.v1.parquet"
