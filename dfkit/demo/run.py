@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dfkit import services
 from dfkit.demo.train_steps import step_eval, step_sweep, step_train
-from dfkit.ingest.base import create_adapter
-from dfkit.ingest.engine import IngestParams, run_ingest
 
 Echo = Callable[[str], None]
 
@@ -74,30 +73,23 @@ def step_build(cfg: DemoConfig, echo: Echo) -> None:
 
 
 def step_ingest(cfg: DemoConfig, echo: Echo) -> None:
-    from dfkit.report import corpus_info_text
-
     for c in cfg.compressions:
         echo(f"[2] dfkit ingest demo {cfg.data} --compression {c} --corpus {cfg.corpus}")
-        s = run_ingest(create_adapter("demo", cfg.data, compression=c), cfg.corpus,
-                       IngestParams(frames=cfg.frames, size=cfg.crop_size), workers=cfg.workers,
-                       log=lambda m: echo("    " + m))
+        s = services.ingest("demo", cfg.data, cfg.corpus, compression=c, frames=cfg.frames, size=cfg.crop_size,
+                            workers=cfg.workers, log=lambda m: echo("    " + m))
         echo(f"    {s.processed} videos, {s.crops} crops in {s.seconds:.1f} s; status {s.status or 'all done'}")
-    echo(corpus_info_text(cfg.corpus))
+    services.info(cfg.corpus, echo=echo)
 
 
 def step_quality(cfg: DemoConfig, echo: Echo) -> None:
-    from dfkit.quality.run import run_quality
-
     echo(f"[3] dfkit quality --corpus {cfg.corpus}")
-    s = run_quality(cfg.corpus, workers=cfg.workers, fullref_frames=4 if cfg.quick else 8,
-                    log=lambda m: echo("    " + m))
+    s = services.quality(cfg.corpus, workers=cfg.workers, fullref_frames=4 if cfg.quick else 8,
+                         log=lambda m: echo("    " + m))
     echo(f"    {s.crops} crops measured, {s.fullref_pairs} fake/original pairs compared, {s.seconds:.1f} s")
-    from dfkit.quality import calibrate as cal
-
     n = 12 if cfg.quick else 32
     echo(f"[3b] dfkit quality calibrate --corpus {cfg.corpus} --n {n}")
     t0 = time.perf_counter()
-    r = cal.calibrate(cal.sources_from_corpus(cfg.corpus, n=n), cfg.corpus / cal.CALIBRATION_DIR)
+    r = services.quality_calibrate(cfg.corpus, n=n, progress=False)
     echo(f"    {r['n_crops']} clean crops degraded in graded steps: clean median quality {r['clean']['median']:.2f}; "
          "median falls below 0.5 at " + ", ".join(f"{k} {m['0.5']}" for k, m in r["meaning"].items())
          + f"; {sum(t['ok'] for t in r['targets'])} of {len(r['targets'])} targets met "
@@ -105,17 +97,12 @@ def step_quality(cfg: DemoConfig, echo: Echo) -> None:
 
 
 def step_audit(cfg: DemoConfig, echo: Echo) -> None:
-    import dfkit.corpus
-    from dfkit.corpus.schema import usable
-    from dfkit.quality.audit import build_report
-    from dfkit.splits import audit, crop_hashes, format_audit
+    from dfkit.splits import format_audit
 
     echo(f"[4] dfkit audit --corpus {cfg.corpus} --out {cfg.out / 'audit'}")
-    c = dfkit.corpus.open(cfg.corpus)
-    v = c.videos()
-    leaks = audit(usable(v), crop_hashes(c, progress=False))
-    echo("    " + format_audit(leaks).replace("\n", "\n    "))
-    echo(f"    audit report: {build_report(c, cfg.out / 'audit', leaks)}")
+    a = services.audit(cfg.corpus, out=cfg.out / "audit", progress=False)
+    echo("    " + format_audit(a["leaks"]).replace("\n", "\n    "))
+    echo(f"    audit report: {a['report']}")
 
 
 STEPS: list[Callable[[DemoConfig, Echo], None]] = [step_build, step_ingest, step_quality, step_audit,

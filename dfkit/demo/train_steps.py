@@ -66,7 +66,7 @@ def _write_config(cfg, s, name: str) -> Path:
 
 
 def step_train(cfg, echo: Echo) -> None:
-    from dfkit.train.runner import train_run
+    from dfkit import services
 
     run = _run_dir(cfg)
     s = _settings(cfg, out=str(run))
@@ -75,20 +75,20 @@ def step_train(cfg, echo: Echo) -> None:
     if _same_run(run, s):
         echo(f"    already trained: {run}")
         return
-    summary = train_run(s, overwrite=True, echo=lambda m: echo("    " + m))
+    summary = services.train(s, overwrite=True, echo=lambda m: echo("    " + m))
     hist = summary["history"]
     accs = ", ".join(f"{h['val']['frame']['accuracy']:.2f}" for h in hist if h.get("val"))
     echo(f"    validation frame accuracy per epoch: {accs}")
 
 
 def step_eval(cfg, echo: Echo) -> None:
-    from dfkit.train.evaluation import eval_run
+    from dfkit import services
 
     run = _run_dir(cfg)
     out = Path(cfg.out) / "reports" / "eval"
     echo(f"[6] dfkit eval {run} --split test --out {out}")
-    rep = eval_run(run, corpus=cfg.corpus, split="test", out=out, workers=_workers(cfg), n_boot=1000,
-                   echo=lambda m: echo("    " + m))
+    rep = services.evaluate(run, corpus=cfg.corpus, split="test", out=out, workers=_workers(cfg), n_boot=1000,
+                            echo=lambda m: echo("    " + m))
     k = rep["overall"]["known"]
     n = len(rep["class_names"])
     bal = k["video"]["balanced_accuracy"]
@@ -127,7 +127,7 @@ def step_sweep(cfg, echo: Echo) -> None:
     import numpy as np
 
     import dfkit.corpus
-    from dfkit.train.experiments import quality_sweep, sweep_table_text
+    from dfkit import services
 
     out = Path(cfg.out) / "reports" / "quality-sweep"
     meta = dfkit.corpus.open(cfg.corpus).select(splits="train").metadata()
@@ -145,10 +145,9 @@ def step_sweep(cfg, echo: Echo) -> None:
     conf = _write_config(cfg, s, "sweep-demo.yaml")
     echo(f"[7] dfkit experiment quality-sweep --corpus {cfg.corpus} --config {conf} --thresholds {median} "
          f"--low-arm --seeds {','.join(map(str, seeds))} --out {out}")
-    rep = quality_sweep(s, thresholds=(median,), seeds=seeds, low_arm=True, out=out, n_boot=1000,
-                        echo=lambda m: echo("    " + m))
-    echo("    " + sweep_table_text(rep).replace("\n", "\n    "))
-    echo(f"    sweep: {out / 'sweep.md'}, {out / 'sweep.png'}")
+    # prints the sweep's table and files as the command does, indented
+    rep = services.quality_sweep(s, thresholds=(median,), seeds=seeds, low_arm=True, out=out, n_boot=1000,
+                                 echo=lambda m: echo("    " + m.replace("\n", "\n    ")))
     cfg.conclusion = _sentence(rep)  # run_demo ends with it
 
 
