@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -42,11 +42,37 @@ RETRYABLE = ("failed", "no_face", "missing")  # statuses that left no crops, so 
 
 @dataclass(frozen=True)
 class IngestParams:
+    """How crops are cut. Checked at construction (before anything is written): each field's allowed range is in
+    ``RANGES``; a bad value raises :class:`~dfkit.errors.SettingsError` naming the command-line option."""
+
     frames: int = 32
     size: int = 256
     margin: float = 1.3
     encoding: str = "png"
     min_confidence: float = 0.5
+
+    #: field -> (option, low, high, integer?): margin below 1 would cut inside the face box
+    RANGES: ClassVar[dict[str, tuple[str, float, float, bool]]] = {
+        "frames": ("--frames", 1, 10_000, True), "size": ("--size", 16, 4096, True),
+        "margin": ("--margin", 1.0, 4.0, False), "min_confidence": ("--min-confidence", 0.01, 1.0, False)}
+
+    def __post_init__(self) -> None:
+        from dfkit.errors import SettingsError
+
+        for name, (opt, lo, hi, integer) in self.RANGES.items():
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+            if integer:
+                ok = ok and float(v).is_integer()
+            if not ok:
+                kind = "an integer" if integer else "a number"
+                raise SettingsError(f"{opt} must be {kind} in [{lo:g}, {hi:g}], not {v!r}")
+            if integer:
+                object.__setattr__(self, name, int(v))  # frozen dataclass
+        try:
+            encode_crop(np.zeros((2, 2, 3), np.uint8), self.encoding)
+        except ValueError as e:
+            raise SettingsError(f"--encoding {self.encoding!r}: {e}") from None
 
 
 @dataclass
@@ -69,8 +95,9 @@ _DETECTOR: faces.FaceDetector | None = None
 
 
 def _detector(params: IngestParams) -> faces.FaceDetector:
+    """The process's detector, made again when another ``min_confidence`` is asked for."""
     global _DETECTOR
-    if _DETECTOR is None:
+    if _DETECTOR is None or getattr(_DETECTOR, "min_confidence", None) != params.min_confidence:
         _DETECTOR = faces.FaceDetector(min_confidence=params.min_confidence)
     return _DETECTOR
 
@@ -290,7 +317,11 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     from dfkit.corpus.writer import CorpusWriter, done_videos
 
     corpus = Path(corpus).expanduser()
-    workers = max(1, workers or os.cpu_count() or 1)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        from dfkit.errors import SettingsError
+
+        raise SettingsError(f"--workers must be a whole number of at least 1, not {workers!r}")
+    workers = workers or os.cpu_count() or 1
     summary = IngestSummary(dataset=adapter.name)
     t0 = time.perf_counter()
     records = [adapter.confine(r) for r in adapter.videos()]  # nothing outside the dataset root is read

@@ -50,6 +50,7 @@ class FaceDetector:
     """All faces in an RGB frame, as :class:`Detection` in source pixels."""
 
     def __init__(self, min_confidence: float = 0.5, model_selection: int = 1):
+        self.min_confidence = min_confidence
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _quiet_stderr():  # TFLite/absl print start-up banners on the C level
