@@ -175,8 +175,9 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
                 except video.MediaError as e:
                     decode_problem = video.MediaError("decode", f"{frame_files[i].name}: {e.reason}")
         else:
-            try:
-                decoded = list(video.read_frames(rec.path, indices))
+            try:  # frames decoded before a mid-stream error are kept (the video becomes partial, not failed)
+                for fr in video.read_frames(rec.path, indices):
+                    decoded.append(fr)
             except video.MediaError as e:
                 decode_problem = e
         vrow["n_decoded"] = len(decoded)

@@ -7,6 +7,7 @@ can record it in the corpus and go on.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -157,7 +158,8 @@ def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[t
 
 
 def list_frame_files(folder: Path) -> list[Path]:
-    """The image files of a frame folder in frame order (numeric names sort numerically)."""
+    """The image files of a frame folder in frame order: names compare as text with their digit runs as numbers
+    (``frame_60`` before ``frame_600``, ``7.png`` before ``10.png``), so a frame's index is its place in time."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MediaError("open", "frame folder does not exist")
@@ -165,10 +167,13 @@ def list_frame_files(folder: Path) -> list[Path]:
     if not files:
         raise MediaError("open", "no image files in frame folder")
 
-    def key(p: Path):
-        return (0, int(p.stem), p.name) if p.stem.isdigit() else (1, 0, p.name)
+    return sorted(files, key=natural_key)
 
-    return sorted(files, key=key)
+
+def natural_key(p: Path) -> tuple:
+    """Sort key of a file name with its digit runs compared as numbers."""
+    parts = re.split(r"(\d+)", p.name)
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in parts if t) + (p.name,)
 
 
 def read_image(path: Path) -> np.ndarray:
