@@ -103,3 +103,22 @@ def test_a_split_scheme_name_cannot_leave_the_splits_folder(tmp_path, name):
     assert not has_split_scheme(tmp_path, name)
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert split_path(tmp_path, "identity-2.v1").name == "identity-2.v1.parquet"
+
+
+def test_symlink_loops_in_a_folder_tree_are_listed_once(tmp_path, clip):
+    """A link to its own parent used to list one video 41 times, two such loops never finished."""
+    import time
+
+    root = tmp_path / "tree"
+    for lab, name in (("real", "a.mp4"), ("fake", "b.mp4")):
+        (root / lab).mkdir(parents=True)
+        (root / lab / name).write_bytes(clip.read_bytes())
+    (root / "real" / "loop").symlink_to(root / "real", target_is_directory=True)
+    (root / "fake" / "l1").symlink_to(root / "fake", target_is_directory=True)
+    (root / "fake" / "l2").symlink_to(root, target_is_directory=True)
+    ad = create_adapter("folder", root)
+    t0 = time.perf_counter()
+    recs = list(ad.videos())
+    assert time.perf_counter() - t0 < 5
+    assert sorted(r.rel_path for r in recs) == ["fake/b.mp4", "real/a.mp4"]
+    assert ad.repeated_folders  # the loops were seen and skipped

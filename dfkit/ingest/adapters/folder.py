@@ -32,6 +32,15 @@ LEVELS = ("label", "method", "split", "group", "identity", "skip")
 KINDS = ("auto", "video", "image", "frames")
 
 
+def _inode(p: Path) -> tuple[int, int] | None:
+    """The identity of the folder ``p`` points to (``None`` when it cannot be stat-ed)."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _names(s: str) -> set[str]:
     return {x.strip().lower() for x in str(s).split(",") if x.strip()}
 
@@ -82,7 +91,12 @@ class FolderAdapter(Adapter):
         for i, level in enumerate(self.levels):
             nxt = []
             for d, vals in frontier:
-                for p in sorted(d.iterdir()):
+                if d.is_dir() and _inode(d) is not None:
+                    self._seen_dirs.add(_inode(d))
+                for p in sorted(d.iterdir()) if d.is_dir() else ():
+                    if p.is_dir() and _inode(p) in self._seen_dirs:  # a link back up the tree (a loop)
+                        self.repeated_folders.append(p.relative_to(self.root).as_posix())
+                        continue
                     if p.is_file():
                         if "label" in vals and level in ("method", "group", "identity", "skip"):
                             nxt.append((p, dict(vals)))  # a file before the optional levels
@@ -112,6 +126,9 @@ class FolderAdapter(Adapter):
 
     def videos(self) -> Iterator[VideoRecord]:
         self.check_root()
+        self._seen_dirs: set[tuple[int, int]] = set()
+        #: folders not listed again because they had been reached already (symlink loops), for the summary
+        self.repeated_folders: list[str] = []
         nodes = list(self._nodes())
         if not nodes:
             found = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir())
@@ -139,8 +156,15 @@ class FolderAdapter(Adapter):
                 self.ignored_files += 1
             return
         stack = [node]
+        seen = self._seen_dirs
         while stack:
             d = stack.pop()
+            key = _inode(d)  # a folder reached twice (a symlink loop, or two links to one folder) is listed once
+            if key is None or key in seen:
+                if key is not None:
+                    self.repeated_folders.append(d.relative_to(self.root).as_posix())
+                continue
+            seen.add(key)
             entries = sorted(d.iterdir())
             stack.extend(reversed([p for p in entries if p.is_dir()]))
             files = [p for p in entries if p.is_file()]
