@@ -122,3 +122,20 @@ def test_symlink_loops_in_a_folder_tree_are_listed_once(tmp_path, clip):
     assert time.perf_counter() - t0 < 5
     assert sorted(r.rel_path for r in recs) == ["fake/b.mp4", "real/a.mp4"]
     assert ad.repeated_folders  # the loops were seen and skipped
+
+
+def test_csv_rows_that_disagree_about_one_file_are_refused(tmp_path, clip):
+    """Duplicate rows with conflicting labels used to keep one silently (the same file, spelled ./x.mp4 and x.mp4,
+    ingested twice with opposite labels); agreeing duplicates are still just counted."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for n in ("x.mp4", "y.mp4", "z.mp4"):
+        (root / n).write_bytes(clip.read_bytes())
+    (root / "list.csv").write_text("path,label,method\nx.mp4,real,\n./x.mp4,fake,FaceSwap\ny.mp4,fake,A\n"
+                                   "y.mp4,fake,A\nz.mp4,fake,A\nsub/../z.mp4,fake,B\n")
+    ad = create_adapter("csv", root)
+    recs = {r.video_id: r for r in ad.videos()}
+    assert set(recs) == {"x", "y", "z"} and ad.duplicate_rows == 1
+    assert recs["y"].problem is None and recs["y"].method == "A"
+    for vid, what in (("x", "label 'fake' (line 2: 'real')"), ("z", "method 'B' (line 6: 'A')")):
+        assert recs[vid].problem and what in recs[vid].problem, recs[vid].problem

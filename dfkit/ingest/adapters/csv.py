@@ -18,6 +18,7 @@ folder is frames), ``video``, ``image`` or ``frames``; ``dataset`` names the dat
 from __future__ import annotations
 
 import csv as _csv
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -139,6 +140,8 @@ class CSVAdapter(Adapter):
                 raise LayoutError(f"csv: {path.name} has no column {c[k]!r} (columns: {', '.join(header)})")
         has = {k: c[k] in header for k in COLUMN_OPTS}
         entries: dict[str, dict] = {}
+        spelled: dict[str, str] = {}  # normalised path -> the first spelling of it (./a.mp4 and a.mp4 are one file)
+        facts = [k for k in ("method_col", "split_col", "video_id_col", "pair_col") if has[k]]
         bad_labels: dict[str, int] = {}
         for n, row in enumerate(rows, 2):
             rp = row.get(c["path_col"], "")
@@ -149,9 +152,20 @@ class CSVAdapter(Adapter):
             if label is None:
                 bad_labels.setdefault(lab, n)
                 continue
-            if rp in entries:
-                self.duplicate_rows += 1
+            norm = os.path.normpath(os.path.join(str(self.root), os.path.expanduser(rp)))
+            if norm in spelled:
+                first = entries[spelled[norm]]
+                mine = [("label", label)] + [(c[k], row.get(c[k], "")) for k in facts]
+                theirs = [("label", first["label"])] + [(c[k], first["row"].get(c[k], "")) for k in facts]
+                diff = [(a[0], b[1], a[1]) for a, b in zip(mine, theirs) if a[1] != b[1]]
+                if diff:  # one file, two stories: neither is believed
+                    first.setdefault("conflicts", []).append(
+                        f"line {n} gives it " + ", ".join(f"{k} {v!r} (line {first['line']}: {w!r})"
+                                                          for k, w, v in diff))
+                else:
+                    self.duplicate_rows += 1
                 continue
+            spelled[norm] = rp
             entries[rp] = {"row": row, "label": label, "line": n}
         if bad_labels:
             shown = ", ".join(f"{v!r} (line {n})" for v, n in list(bad_labels.items())[:5])
@@ -173,6 +187,10 @@ class CSVAdapter(Adapter):
             row = e["row"]
             p = Path(rp).expanduser()
             p = p if p.is_absolute() else self.root / rp
+            if e.get("conflicts"):
+                yield self.problem_record(vid_of[rp], p, f"{path.name}: {rp!r} is listed with conflicting facts: "
+                                          + "; ".join(e["conflicts"]))
+                continue
             missing = not p.exists()
             self.missing_count += missing
             try:
