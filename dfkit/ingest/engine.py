@@ -306,6 +306,23 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
     return ready, waiting
 
 
+def _unique(records: list[VideoRecord], log: Callable[[str], None] | None) -> list[VideoRecord]:
+    """The records with each ``(dataset, video_id)`` once (the first kept): a second entry for one id would write
+    duplicate crop rows that a rerun keeps. Adapters resolve their own duplicates; this is the engine's guard."""
+    seen: dict[tuple[str, str], VideoRecord] = {}
+    dropped: list[str] = []
+    for r in records:
+        k = (r.dataset, r.video_id)
+        if k in seen:
+            dropped.append(f"{r.rel_path!r} (id {r.video_id!r}, as {seen[k].rel_path!r})")
+        else:
+            seen[k] = r
+    if dropped and log:
+        log(f"{len(dropped)} listed entr{'y repeats' if len(dropped) == 1 else 'ies repeat'} a video id listed "
+            f"before, kept once: " + ", ".join(dropped[:3]) + (" …" if len(dropped) > 3 else ""))
+    return list(seen.values())
+
+
 def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, workers: int | None = None,
                limit: int | None = None, retry_failed: bool = False, progress: bool = True,
                log: Callable[[str], None] = print, scheduler: str | None = None) -> IngestSummary:
@@ -326,6 +343,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     summary = IngestSummary(dataset=adapter.name)
     t0 = time.perf_counter()
     records = [adapter.confine(r) for r in adapter.videos()]  # nothing outside the dataset root is read
+    records = _unique(records, log)
     summary.ignored_files = adapter.ignored_files
     summary.listed = len(records)
     with CorpusWriter(corpus) as writer:

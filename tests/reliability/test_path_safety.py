@@ -139,3 +139,32 @@ def test_csv_rows_that_disagree_about_one_file_are_refused(tmp_path, clip):
     assert recs["y"].problem is None and recs["y"].method == "A"
     for vid, what in (("x", "label 'fake' (line 2: 'real')"), ("z", "method 'B' (line 6: 'A')")):
         assert recs[vid].problem and what in recs[vid].problem, recs[vid].problem
+
+
+def test_one_dfdc_file_in_two_parts_is_one_video(tmp_path, clip):
+    """Kaggle's train_sample_videos/ beside the dfdc_train_part_N it was copied from used to give duplicate crop
+    rows (8 rows, 4 sample ids) that a rerun kept."""
+    root = tmp_path / "dfdc"
+    for part in ("dfdc_train_part_0", "train_sample_videos"):
+        (root / part).mkdir(parents=True)
+        (root / part / "same.mp4").write_bytes(clip.read_bytes())
+        (root / part / "metadata.json").write_text(json.dumps({"same.mp4": {"label": "REAL", "split": "train"}}))
+    (root / "train_sample_videos" / "other.mp4").write_bytes(clip.read_bytes())
+    (root / "dfdc_train_part_0" / "other.mp4").write_bytes(clip.read_bytes())
+    for part, label in (("train_sample_videos", "FAKE"), ("dfdc_train_part_0", "REAL")):
+        m = json.loads((root / part / "metadata.json").read_text())
+        m["other.mp4"] = {"label": label, "split": "train", **({"original": "same.mp4"} if label == "FAKE" else {})}
+        (root / part / "metadata.json").write_text(json.dumps(m))
+    corpus = tmp_path / "corpus"
+    for _ in range(2):  # and a rerun adds nothing
+        run_ingest(create_adapter("dfdc", root), corpus, PARAMS, workers=1)
+    c = dfkit.corpus.open(corpus)
+    v = c.videos()
+    assert sorted(v["video_id"]) == ["train/other", "train/same"]
+    st = _statuses(corpus)
+    assert st["train/same"][0] == "ok" and "dfdc_train_part_0/same.mp4" in set(v["video_path"])
+    assert st["train/other"][:2] == ("failed", "list") and "different facts" in st["train/other"][2]
+    import duckdb
+
+    n = duckdb.sql(f"SELECT count(*) FROM '{corpus}/crops/*.parquet'").fetchall()[0][0]
+    assert n == len(c.metadata()) == len(set(c.metadata()["sample_id"]))

@@ -43,6 +43,8 @@ class DFDCAdapter(Adapter):
         super().__init__(root, **options)
         #: metadata entries whose file is absent
         self.missing_count = 0
+        #: entries naming a video another part already lists (kept once)
+        self.repeated_entries = 0
 
     # -- layout -----------------------------------------------------------------------------------------------
     def _parts(self) -> list[tuple[Path, int | None]]:
@@ -103,8 +105,24 @@ class DFDCAdapter(Adapter):
         parts = self._parts()
         evals = self._eval_sets()
         self._count_unrelated(parts, evals)
+        # one file name in two parts (Kaggle's train_sample_videos/ beside the dfdc_train_part_N it was copied
+        # from) is one video: the numbered part's entry is kept; two parts that disagree about it are refused
+        first: dict[str, VideoRecord] = {}
+        order: list[str] = []
         for d, part in parts:
-            yield from self._part_records(d, part)
+            for r in self._part_records(d, part):
+                if r.video_id not in first:
+                    first[r.video_id] = r
+                    order.append(r.video_id)
+                    continue
+                a = first[r.video_id]
+                self.repeated_entries += 1
+                if a.problem is None and r.problem is None and (a.label, a.pair_video_id) != (r.label, r.pair_video_id):
+                    first[r.video_id] = self.problem_record(
+                        a.video_id, a.path, f"{a.rel_path} and {r.rel_path} name one video with different facts "
+                        f"(label {a.label} / {r.label}, original {a.pair_video_id} / {r.pair_video_id})")
+        for vid in order:
+            yield first[vid]
         for d, split in evals:
             yield from self._eval_records(d, split)
 
