@@ -18,7 +18,7 @@ from dfkit import services
 from dfkit.cli_options import (CorpusOpt, corpus_path, datasets_opt, methods_opt, min_quality_opt, out_opt,
                                quiet_opt, splits_opt, weights_opt, workers_opt)
 from dfkit.config import default_of
-from dfkit.errors import DfkitError
+from dfkit.errors import PATH_ERRNOS, DfkitError, one_line, os_error_line
 
 app = typer.Typer(
     help="dfkit: DeepFake datasets -> one quality-measured face-crop corpus, and attribution models on it.\n\n"
@@ -274,8 +274,11 @@ def main() -> None:
     try:
         app()
     except DfkitError as e:
-        typer.echo(f"dfkit: error: {e}", err=True)
+        typer.echo(f"dfkit: error: {one_line(e)}", err=True)
         sys.exit(e.exit_code)
+    except OSError as e:  # an output folder that cannot be made, a disk that is full: one line, not a traceback
+        typer.echo(f"dfkit: error: {os_error_line(e)}", err=True)
+        sys.exit(2 if e.errno in PATH_ERRNOS else 1)
     except KeyboardInterrupt:
         typer.echo("dfkit: interrupted", err=True)
         sys.exit(130)
