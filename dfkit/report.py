@@ -8,6 +8,7 @@ import pandas as pd
 
 import dfkit.corpus
 from dfkit.corpus.schema import usable
+from dfkit.errors import one_line
 
 
 def _human(n: float) -> str:
@@ -54,13 +55,24 @@ def corpus_info_text(root: Path, errors: bool = False) -> str:
         lines.append(f"quality: median {q.median():.3f}; >= 0.5: {(q >= 0.5).mean():.0%}; "
                      f">= 0.7: {(q >= 0.7).mean():.0%} of crops")
     err = c.errors()
+    # ok videos with a reason carry a note (a fake not paired with its original): shown with the errors
+    notes = videos[(videos["status"] == "ok") & videos["reason"].notna()] if "reason" in videos.columns \
+        else videos.iloc[:0]
     if errors:
         if err.empty:
             lines.append("errors: none")
         else:
             lines.append(f"errors ({len(err)}):")
             for r in err.itertuples():
-                lines.append(f"  {r.status:8s} {r.dataset}:{r.video_path}: {r.stage}: {r.reason}")
-    elif not err.empty:
-        lines.append(f"{len(err)} videos not fully ingested: see `dfkit info --errors`")
+                lines.append(one_line(f"  {r.status:8s} {r.dataset}:{r.video_path}: {r.stage}: {r.reason}"))
+        if len(notes):
+            lines.append(f"notes ({len(notes)}, ingested):")
+            for r in notes.itertuples():
+                lines.append(one_line(f"  {r.status:8s} {r.dataset}:{r.video_path}: {r.reason}"))
+    else:
+        if not err.empty:
+            lines.append(f"{len(err)} videos not fully ingested: see `dfkit info --errors`")
+        if len(notes):
+            lines.append(f"{len(notes)} ingested videos carry a note (e.g. a fake not paired with its original): "
+                         "see `dfkit info --errors`")
     return "\n".join(lines)

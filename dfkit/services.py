@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from dfkit.errors import DfkitError
+from dfkit.errors import DfkitError, one_line
 
 Echo = Callable[[str], None]
 PathLike = Union[str, Path]
@@ -90,7 +90,8 @@ def ingest_summary_lines(s, corpus: Path) -> list[str]:
              f"  ok {st.get('ok', 0)} | partial {st.get('partial', 0)} | no face {st.get('no_face', 0)} | "
              f"failed {st.get('failed', 0)} | missing {st.get('missing', 0)} | crops written {s.crops}"
              + (f" | {s.ignored_files} unrelated files ignored" if s.ignored_files else "")]
-    lines += [f"  {e['status']:8s} {e['video_path']}: {e['stage']}: {e['reason']}" for e in s.errors[:10]]
+    lines += [one_line(f"  {e['status']:8s} {e['video_path']}: " + (f"{e['stage']}: " if e.get("stage") else "")
+                       + f"{e['reason']}") for e in s.errors[:10]]
     if len(s.errors) > 10:
         lines.append(f"  ... {len(s.errors) - 10} more: dfkit info --errors --corpus {corpus}")
     return lines + [f"corpus: {corpus}"]

@@ -366,7 +366,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             summary.processed += 1
             summary.status[v["status"]] = summary.status.get(v["status"], 0) + 1
             summary.crops += len(res.crop_rows)
-            if v["status"] != "ok":
+            if v["status"] != "ok" or v.get("reason"):  # an ok video's reason is a note (e.g. "not paired: ...")
                 summary.errors.append({k: v.get(k) for k in ("video_path", "status", "stage", "reason")})
             el = max(time.perf_counter() - t_run, 1e-9)
             bar.set_postfix_str(f"{summary.crops / el:.1f} crops/s, {summary.status.get('ok', 0)} ok, "
