@@ -198,11 +198,14 @@ def audit(
     leaks: bool = typer.Option(True, "--leaks/--no-leaks", help="Include the split-leak table and "
                                "near-duplicate crops across splits."),
     thumbs: int = typer.Option(default_of(services.audit, "thumbs"), help="Worst and best crops to show."),
+    edc: Optional[list[Path]] = typer.Option(None, "--edc", help="Folder of a `dfkit eval RUN --edc --out DIR` "
+                                             "result: its error-versus-discard curve goes into the report "
+                                             "(repeat for several runs)."),
 ) -> None:
     """An HTML report (self-contained, opens offline) of the corpus's data quality: distributions per
-    dataset x method x split, quality vs compression, full-reference change per method, worst and best crops,
-    near-duplicates and split leaks."""
-    services.audit(corpus_path(corpus), out=out, leaks=leaks, thumbs=thumbs, echo=typer.echo)
+    dataset x method x split, quality vs compression, full-reference change per method, the calibration, the
+    error-versus-discard curves of evaluated runs (--edc), worst and best crops, near-duplicates and split leaks."""
+    services.audit(corpus_path(corpus), out=out, leaks=leaks, thumbs=thumbs, edc=edc or (), echo=typer.echo)
 
 
 splits_app = typer.Typer(help="Split leaks (identities, source videos, near-duplicate crops across "

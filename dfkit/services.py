@@ -213,18 +213,23 @@ def quality_calibrate(corpus: Optional[PathLike] = None, *, videos: Optional[Pat
 
 
 def audit(corpus: Optional[PathLike] = None, *, out: PathLike = Path("dfkit-audit"), leaks: bool = True,
-          thumbs: int = 24, progress: bool = True, echo: Echo = silent) -> dict[str, Any]:
-    """``dfkit audit``: the HTML data-quality report. Returns ``{"report": index.html, "leaks": the split-leak
-    report (None without ``leaks``)}``."""
+          thumbs: int = 24, edc: Sequence[PathLike] = (), progress: bool = True, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit audit``: the HTML data-quality report. ``edc``: folders of ``dfkit eval RUN --edc`` results whose
+    error-versus-discard curves the report shows (checked first). Returns ``{"report": index.html, "leaks": the
+    split-leak report (None without ``leaks``)}``."""
     import dfkit.corpus
     from dfkit.corpus.schema import usable
     from dfkit.quality.audit import build_report
     from dfkit.splits import audit as leak_audit
     from dfkit.splits import crop_hashes
+    from dfkit.train.edc import edc_report_block, load_edc
 
+    if thumbs < 0:
+        raise DfkitError(f"--thumbs must be 0 or more, not {thumbs}")
+    curves = [load_edc(p) for p in edc]  # refused before anything is written
     c = dfkit.corpus.open(_corpus(corpus))
     rep = leak_audit(usable(c.videos()), crop_hashes(c, progress=progress)) if leaks else None
-    path = build_report(c, Path(out), rep, n_thumbs=thumbs)
+    path = build_report(c, Path(out), rep, n_thumbs=thumbs, edc_blocks=[edc_report_block(t, r) for t, r in curves])
     echo(f"audit report: {path}")
     return {"report": path, "leaks": rep}
 
@@ -264,6 +269,9 @@ def splits_resplit(corpus: Optional[PathLike] = None, *, by: str = "identity", n
     import dfkit.corpus
     from dfkit.splits import identity_split, write_scheme
 
+    from dfkit.corpus.schema import check_scheme_name
+
+    check_scheme_name(name, "--name")
     if by != "identity":
         raise DfkitError(f"--by {by!r}: only 'identity' is supported")
     try:

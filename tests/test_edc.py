@@ -124,6 +124,13 @@ def test_eval_edc_end_to_end(quality_corpus, demo_corpus, tmp_path, capsys):
     assert "Does quality matter to a model?" in html and "<h3>eval</h3>" in html and "area" in html
     assert "No curve given" in build_report(dfkit.corpus.open(quality_corpus), tmp_path / "audit0",
                                             n_thumbs=2).read_text()
+    code, out, err = run_cli(["audit", "--corpus", quality_corpus, "--out", tmp_path / "audit2", "--no-leaks",
+                              "--thumbs", "2", "--edc", ev], capsys)
+    assert code == 0, err
+    assert "<h3>eval</h3>" in (tmp_path / "audit2" / "index.html").read_text()
+    code, out, err = run_cli(["audit", "--corpus", quality_corpus, "--out", tmp_path / "audit3", "--edc",
+                              tmp_path / "nothing"], capsys)
+    assert code == 2 and "--edc" in err and "no edc.json" in err and not (tmp_path / "audit3").exists()
     (tmp_path / "not.json").write_text("{]")
     for bad, why in [(tmp_path / "nothing", "no edc.json"), (tmp_path / "not.json", "not readable"),
                      (ev / "eval.json", "not an error-versus-discard")]:
