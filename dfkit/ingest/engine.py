@@ -306,6 +306,21 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
     return ready, waiting
 
 
+def _listing(adapter: Adapter) -> list[VideoRecord]:
+    """Every record the adapter lists, confined to its roots (nothing outside the dataset root is read). An adapter
+    that trips over malformed metadata it did not anticipate stops with one line naming the dataset, not a
+    traceback (per-entry problems are the adapter's to record and go on)."""
+    from dfkit.errors import DfkitError, LayoutError
+
+    try:
+        return [adapter.confine(r) for r in adapter.videos()]
+    except (DfkitError, OSError, KeyboardInterrupt):
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as e:
+        raise LayoutError(f"{adapter.name}: the dataset's metadata under {adapter.root} could not be read "
+                          f"({type(e).__name__}: {e})") from None
+
+
 def _unique(records: list[VideoRecord], log: Callable[[str], None] | None) -> list[VideoRecord]:
     """The records with each ``(dataset, video_id)`` once (the first kept): a second entry for one id would write
     duplicate crop rows that a rerun keeps. Adapters resolve their own duplicates; this is the engine's guard."""
@@ -342,7 +357,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     workers = workers or os.cpu_count() or 1
     summary = IngestSummary(dataset=adapter.name)
     t0 = time.perf_counter()
-    records = [adapter.confine(r) for r in adapter.videos()]  # nothing outside the dataset root is read
+    records = _listing(adapter)
     records = _unique(records, log)
     summary.ignored_files = adapter.ignored_files
     summary.listed = len(records)

@@ -168,3 +168,19 @@ def test_one_dfdc_file_in_two_parts_is_one_video(tmp_path, clip):
 
     n = duckdb.sql(f"SELECT count(*) FROM '{corpus}/crops/*.parquet'").fetchall()[0][0]
     assert n == len(c.metadata()) == len(set(c.metadata()["sample_id"]))
+
+
+def test_malformed_dfdc_metadata_is_recorded_per_entry_or_per_part(tmp_path):
+    """An ``original`` that is not a file name, a part's metadata nested 100 000 deep: problems recorded, no
+    traceback."""
+    root = tmp_path / "dfdc"
+    (root / "dfdc_train_part_0").mkdir(parents=True)
+    (root / "dfdc_train_part_1").mkdir(parents=True)
+    (root / "dfdc_train_part_0" / "metadata.json").write_text(json.dumps(
+        {"a.mp4": {"label": "FAKE", "original": 123}, "b.mp4": {"label": "FAKE", "original": ["x"]},
+         "c.mp4": {"label": "REAL"}}))
+    (root / "dfdc_train_part_1" / "metadata.json").write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    recs = {r.video_id: r for r in create_adapter("dfdc", root).videos()}
+    assert "expected a file name" in recs["train/a"].problem and "expected a file name" in recs["train/b"].problem
+    assert recs["train/c"].problem is None
+    assert "nested too deeply" in recs["dfdc_train_part_1/metadata.json"].problem

@@ -133,7 +133,11 @@ class DFDCAdapter(Adapter):
         try:
             with open(d / "metadata.json", encoding="utf-8") as f:
                 meta = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+        except RecursionError:
+            yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
+                                      f"{self._rel(d / 'metadata.json')} is nested too deeply to be DFDC metadata")
+            return
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             # one broken part must not stop the others: record it and go on
             yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
                                       f"{self._rel(d / 'metadata.json')} is not readable JSON ({e})")
@@ -160,6 +164,10 @@ class DFDCAdapter(Adapter):
             self.missing_count += missing
             stem = Path(fname).stem
             original = entry.get("original")
+            if original is not None and not isinstance(original, str):
+                yield self.problem_record(f"train/{stem}", p, f"{self._rel(d / 'metadata.json')}: entry {fname!r} "
+                                          f"has original {original!r}; expected a file name")
+                continue
             ostem = Path(original).stem if original else None
             fake = label == "fake"
             extra = {"part": part, "metadata_split": entry.get("split")}
