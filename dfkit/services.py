@@ -55,18 +55,11 @@ def ingest(dataset: str, root: Optional[PathLike] = None, corpus: Optional[PathL
     """``dfkit ingest``: ``params`` are :class:`~dfkit.ingest.engine.IngestParams` fields (frames, size, margin,
     encoding, min_confidence; left out: its defaults). Prints the run's summary; returns the
     :class:`~dfkit.ingest.engine.IngestSummary` (``interrupted`` set on Ctrl-C: every finished video is committed)."""
-    import numpy as np
-
     from dfkit.config import resolve_root
-    from dfkit.corpus.codec import encode_crop
     from dfkit.ingest.base import create_adapter
     from dfkit.ingest.engine import IngestParams, run_ingest
 
-    p = IngestParams(**params)
-    try:
-        encode_crop(np.zeros((8, 8, 3), np.uint8), p.encoding)  # reject a bad --encoding before any work
-    except ValueError as e:
-        raise DfkitError(f"--encoding: {e}") from None
+    p = IngestParams(**params)  # checks every range (and --encoding) before any work
     root_path = resolve_root(dataset, Path(root) if root is not None else None)
     options = dict(opts) if isinstance(opts, Mapping) else parse_opts(opts)
     if compression is not None:
