@@ -321,7 +321,12 @@ def resolve_settings(config: Optional[PathLike] = None, given: Optional[Mapping[
 
     d: dict[str, Any] = {}
     if resume_dir is not None and (Path(resume_dir) / "config.json").exists():
-        saved = json.loads((Path(resume_dir) / "config.json").read_text())
+        try:
+            saved = json.loads((Path(resume_dir) / "config.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DfkitError(f"--resume: {Path(resume_dir) / 'config.json'} is damaged ({e})") from None
+        if not isinstance(saved, dict):
+            raise DfkitError(f"--resume: {Path(resume_dir) / 'config.json'} is not a run config")
         d.update({k: v for k, v in saved.items() if k in TrainSettings.keys()})
     if config is not None:
         d.update(load_settings_file(Path(config)))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dfkit.errors import DfkitError
+
 FORMAT = "dfkit-checkpoint"
 VERSION = 1
 
@@ -36,6 +38,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_meta",
+    "verify_checkpoint",
+    "CheckpointError",
     "capture_rng_state",
     "restore_rng_state",
     "build_model_from_checkpoint",
@@ -218,12 +222,88 @@ def save_checkpoint(
     return st_path, js_path
 
 
+class CheckpointError(DfkitError, ValueError):
+    """A checkpoint that cannot be used (damaged, incomplete, or of another model): one line naming the file and the
+    problem. Also a ``ValueError`` for callers of the Python API."""
+
+
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON document of a checkpoint (``doc["meta"]`` is what the caller saved)."""
+    """The JSON document of a checkpoint (``doc["meta"]`` is what the caller saved). A missing, damaged or foreign
+    file raises :class:`CheckpointError` naming it."""
     _, js_path = checkpoint_paths(path)
-    doc = json.loads(js_path.read_text())
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{js_path} is not a dfkit checkpoint")
+    try:
+        doc = json.loads(js_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{js_path}: checkpoint file missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{js_path}: damaged checkpoint metadata (truncated or overwritten? {e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{js_path} is not a dfkit checkpoint")
+    return doc
+
+
+def _tensor_refs(skel: Any, out: set[str]) -> set[str]:
+    if isinstance(skel, dict):
+        for k in ("__tensor__", "__ndarray__"):
+            if k in skel:
+                out.add(skel[k])
+                return out
+        for v in skel.values():
+            _tensor_refs(v, out)
+    elif isinstance(skel, list):
+        for v in skel:
+            _tensor_refs(v, out)
+    return out
+
+
+def verify_checkpoint(path: str | Path, model: nn.Module | None = None, *, modules: tuple[str, ...] = ("model",),
+                      state: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check, without loading the tensors, that checkpoint ``path`` is whole and fits ``model``: both files readable,
+    of one save (same token), holding ``modules`` and the ``state`` entries (``optimizer``, ``scheduler``, ``rng``)
+    with every tensor they refer to, and (``model``) the model's tensor names and shapes exactly. Returns the JSON
+    document; raises :class:`CheckpointError` naming the file and the problem."""
+    from safetensors import SafetensorError, safe_open
+
+    st_path, js_path = checkpoint_paths(path)
+    doc = read_checkpoint_meta(js_path)
+    try:
+        with safe_open(str(st_path), framework="pt") as f:
+            token = (f.metadata() or {}).get("token")
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{st_path}: checkpoint file missing (beside {js_path.name})") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{st_path}: damaged checkpoint tensors (truncated or overwritten? {e})") from None
+    if token != doc.get("token"):
+        raise CheckpointError(f"{st_path} and {js_path} do not belong together (interrupted save?)")
+    for name in modules:
+        if name not in doc.get("modules", []):
+            raise CheckpointError(f"{st_path} holds no module {name!r} (it has {doc.get('modules')})")
+    skel = doc.get("state", {})
+    for name in state:
+        if name not in skel:
+            raise CheckpointError(f"{st_path} holds no {name} state")
+        gone = sorted(_tensor_refs(skel[name], set()) - set(shapes))
+        if gone:
+            raise CheckpointError(f"{st_path}: its {name} state refers to {len(gone)} tensors the file lacks "
+                                  f"(e.g. {gone[0]}): damaged checkpoint")
+    if model is not None:
+        own = {k: tuple(v.shape) for k, v in _module_state(model).items()}
+        have = {k[len("model."):]: v for k, v in shapes.items() if k.startswith("model.")}
+        what = ""
+        cfg = (doc.get("meta") or {}).get("model") or {}
+        if cfg:
+            what = f" (it holds a {cfg.get('backbone')} model for {cfg.get('num_classes')} classes)"
+        missing, extra = sorted(set(own) - set(have)), sorted(set(have) - set(own))
+        if missing or extra:
+            ex = (missing or extra)[0]
+            raise CheckpointError(f"{st_path} is of another model{what}: {len(missing)} tensors of this model "
+                                  f"missing, {len(extra)} not of this model (e.g. {ex})")
+        bad = [k for k in own if own[k] != have[k]]
+        if bad:
+            k = bad[0]
+            raise CheckpointError(f"{st_path} does not fit this model{what}: {k} has shape {list(have[k])} there, "
+                                  f"{list(own[k])} here ({len(bad)} tensors differ)")
     return doc
 
 
@@ -253,11 +333,18 @@ def load_checkpoint(
 
     st_path, js_path = checkpoint_paths(path)
     doc = read_checkpoint_meta(js_path)
-    with safe_open(str(st_path), framework="pt") as f:
-        token = (f.metadata() or {}).get("token")
-    if token != doc.get("token"):
-        raise ValueError(f"{st_path} and {js_path} do not belong together (interrupted save?)")
-    tensors = load_file(str(st_path), device="cpu")
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(st_path), framework="pt") as f:
+            token = (f.metadata() or {}).get("token")
+        if token != doc.get("token"):
+            raise CheckpointError(f"{st_path} and {js_path} do not belong together (interrupted save?)")
+        tensors = load_file(str(st_path), device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"{st_path}: checkpoint file missing (beside {js_path.name})") from None
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{st_path}: damaged checkpoint tensors (truncated or overwritten? {e})") from None
     for name, mod in _named_modules(model, modules).items():
         if name not in doc["modules"]:
             raise KeyError(f"{st_path} holds no module {name!r} (it has {doc['modules']})")

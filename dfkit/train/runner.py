@@ -65,6 +65,35 @@ def _build_model(s: TrainSettings, num_classes: int, img_size: int):
         lg.setLevel(level)
 
 
+def _saved_config(out: Path) -> dict[str, Any]:
+    """The run's saved ``config.json`` ({} when there is none); a damaged one is one line naming it."""
+    path = out / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DfkitError(f"--resume: {path} is damaged ({e}); nothing was changed") from None
+    if not isinstance(saved, dict):
+        raise DfkitError(f"--resume: {path} is not a run config; nothing was changed")
+    return saved
+
+
+def _check_resume(out: Path, model) -> None:
+    """``out/last`` is whole and fits ``model`` (backbone, classes, image size): else one line naming the file and
+    the problem (:class:`~dfkit.train.checkpoint.CheckpointError`), before the run folder is touched."""
+    from dfkit.train.checkpoint import CheckpointError, verify_checkpoint
+
+    try:
+        doc = verify_checkpoint(out / "last", model, state=("rng",))
+        int(doc["meta"]["epoch"])
+    except CheckpointError as e:
+        raise CheckpointError(f"--resume: {e}; nothing was changed") from None
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"--resume: {out / 'last.json'} records no epoch (damaged checkpoint); nothing was "
+                              "changed") from None
+
+
 def _write_config(out: Path, resolved: dict[str, Any]) -> None:
     import yaml
 
@@ -110,7 +139,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
     if resume:
         if not has_run:
             raise DfkitError(f"--resume: {out} holds no run to continue (no last.json)")
-        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+        saved = _saved_config(out)
     elif has_run and not overwrite:
         raise DfkitError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     corpus_root = Path(s.corpus).expanduser() if s.corpus else resolve_corpus(None)
@@ -145,6 +174,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
     torch.set_num_threads(threads)
     try:
         model = _build_model(s, len(names), img_size)
+        if resume:  # refused before anything in the run folder is written
+            _check_resume(out, model)
         if model.weights_source == "scratch":
             echo(f"{s.backbone}: training from scratch (no pretrained weights: pass --pretrained with internet "
                  "access, or --weights PATH)")

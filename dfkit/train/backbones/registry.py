@@ -225,10 +225,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    import pickle
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object: loading it would need arbitrary pickle
+        why = next((ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("Unsupported")), "")
+        raise ValueError(f"{path}: refused: not a plain state dict, loading it would need pickle (which can run "
+                         f"code)" + (f" ({why})" if why else "")) from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: not a readable weights file ({type(e).__name__}: {first})") from None
     for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
