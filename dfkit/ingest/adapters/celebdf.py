@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dfkit.errors import DfkitError, LayoutError
+from dfkit.ingest.adapters._read import decode
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 from dfkit.paths import manifests_dir
 
@@ -45,17 +46,16 @@ def _truthy(v) -> bool:
 def parse_test_list(path: Path) -> dict[tuple[str, str], str]:
     """``{(folder, stem): "real"|"fake"}`` from a Celeb-DF test list (label 1 = real, 0 = fake)."""
     out: dict[tuple[str, str], str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2 or parts[0] not in ("0", "1") or "/" not in parts[1]:
-                raise LayoutError(f"celebdf: {path}:{n}: expected '<1|0> <folder>/<file>.mp4' "
-                                  f"(1 = real, 0 = fake), found {line[:80]!r}")
-            folder, _, name = parts[1].strip().partition("/")
-            out[(folder, Path(name).stem)] = "real" if parts[0] == "1" else "fake"
+    for n, line in enumerate(decode(path, "celebdf").replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or parts[0] not in ("0", "1") or "/" not in parts[1]:
+            raise LayoutError(f"celebdf: {path}:{n}: expected '<1|0> <folder>/<file>.mp4' "
+                              f"(1 = real, 0 = fake), found {line[:80]!r}")
+        folder, _, name = parts[1].strip().partition("/")
+        out[(folder, Path(name).stem)] = "real" if parts[0] == "1" else "fake"
     return out
 
 

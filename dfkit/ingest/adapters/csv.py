@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from dfkit.errors import DfkitError, LayoutError
+from dfkit.errors import DfkitError, LayoutError, one_line
+from dfkit.ingest.adapters._read import csv_dicts, decode, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 from dfkit.ingest.video import IMAGE_EXTS
 
@@ -104,19 +105,20 @@ class CSVAdapter(Adapter):
         return found[0]
 
     def _read(self, path: Path) -> tuple[list[str], list[dict[str, str]]]:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
+        text = decode(path, self.name, ("utf-8-sig",), self.root)
         delim = self.opts.get("delimiter")
         if delim in ("tab", "\\t"):
             delim = "\t"
         if not delim:
             try:
-                delim = _csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t|").delimiter
+                delim = _csv.Sniffer().sniff(text.split("\n", 1)[0][:65536], delimiters=",;\t|").delimiter
             except _csv.Error:
                 delim = ","
-        reader = _csv.DictReader(text.splitlines(), delimiter=delim)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+        if len(delim) != 1:
+            raise DfkitError(f"csv: option delimiter must be one character (or tab), not {delim!r}")
+        header, rows = csv_dicts(text.splitlines(), path, self.name, self.root, delimiter=delim)
+        header = [h.strip() for h in header]
+        rows = [{k.strip(): v.strip() for k, v in r.items()} for r in rows]
         return header, rows
 
     def _kind(self, p: Path) -> str:
@@ -133,11 +135,12 @@ class CSVAdapter(Adapter):
         c = self.cols
         for k in ("path_col", "label_col"):
             if c[k] not in header:
-                raise LayoutError(f"csv: {path.name} has no column {c[k]!r} (columns: {', '.join(header) or 'none'});"
-                                  f" name it with --opt {k}=COLUMN")
+                raise LayoutError(one_line(f"csv: {path.name} has no column {c[k]!r} (columns: "
+                                           f"{', '.join(header)[:200] or 'none'}); name it with --opt {k}=COLUMN"))
         for k in self.explicit - {"path_col", "label_col"}:
             if c[k] not in header:
-                raise LayoutError(f"csv: {path.name} has no column {c[k]!r} (columns: {', '.join(header)})")
+                raise LayoutError(one_line(f"csv: {path.name} has no column {c[k]!r} (columns: "
+                                           f"{', '.join(header)[:200]})"))
         has = {k: c[k] in header for k in COLUMN_OPTS}
         entries: dict[str, dict] = {}
         spelled: dict[str, str] = {}  # normalised path -> the first spelling of it (./a.mp4 and a.mp4 are one file)
@@ -168,7 +171,7 @@ class CSVAdapter(Adapter):
             spelled[norm] = rp
             entries[rp] = {"row": row, "label": label, "line": n}
         if bad_labels:
-            shown = ", ".join(f"{v!r} (line {n})" for v, n in list(bad_labels.items())[:5])
+            shown = ", ".join(f"{v[:50]!r} (line {n})" for v, n in list(bad_labels.items())[:5])
             raise DfkitError(f"csv: {path.name}: label value(s) {shown} are neither real "
                              f"({', '.join(sorted(self.real_values))}) nor fake ({', '.join(sorted(self.fake_values))}); "
                              f"set --opt real_values=… / fake_values=…")
@@ -180,7 +183,7 @@ class CSVAdapter(Adapter):
             vid = e["row"].get(c["video_id_col"], "") if has["video_id_col"] else ""
             vid = vid or re.sub(r"\.[A-Za-z0-9]{1,5}$", "", rp.replace("\\", "/").lstrip("/"))
             if vid in by_vid:
-                raise DfkitError(f"csv: {path.name}:{e['line']}: video id {vid!r} is used by two different paths")
+                raise DfkitError(f"csv: {path.name}:{e['line']}: video id {vid[:100]!r} is used by two different paths")
             vid_of[rp] = vid
             by_vid.add(vid)
         for rp, e in entries.items():
@@ -190,6 +193,11 @@ class CSVAdapter(Adapter):
             if e.get("conflicts"):
                 yield self.problem_record(vid_of[rp], p, f"{path.name}: {rp!r} is listed with conflicting facts: "
                                           + "; ".join(e["conflicts"]))
+                continue
+            why = lookup_problem(p)
+            if why:
+                yield self.problem_record(vid_of[rp], p, f"{path.name}:{e['line']}: {rp[:100]!r}: the file cannot be "
+                                          f"looked up ({why})")
                 continue
             missing = not p.exists()
             self.missing_count += missing

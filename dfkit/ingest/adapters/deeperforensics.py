@@ -24,13 +24,13 @@ DeeperForensics Challenge 2020 test data: split ``test``, methods ``real``/``unk
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Iterator
 
 from dfkit.errors import DfkitError, LayoutError
 from dfkit.ingest.adapters.ffpp import youtube_ids
+from dfkit.ingest.adapters._read import decode, load_json, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -97,7 +97,7 @@ class DeeperForensicsAdapter(Adapter):
         for split in ("train", "val", "test"):
             f = d / f"{split}.txt"
             if f.is_file():
-                for line in f.read_text(encoding="utf-8").splitlines():
+                for line in decode(f, self.name, root=self.root).splitlines():
                     name = line.strip()
                     if name:
                         out[Path(name.split()[0]).name.split(".")[0]] = split
@@ -110,7 +110,7 @@ class DeeperForensicsAdapter(Adapter):
             return out
         for f in d.glob("manipulated_videos_*_meta.txt"):
             variant = f.name[len("manipulated_videos_"):-len("_meta.txt")]
-            for line in f.read_text(encoding="utf-8").splitlines():
+            for line in decode(f, self.name, root=self.root).splitlines():
                 parts = line.split()
                 if parts:
                     out[(variant, Path(parts[0]).stem)] = parts[1:]
@@ -188,24 +188,30 @@ class DeeperForensicsAdapter(Adapter):
                 identity_ids=[f"ffpp:{t}"], group_id=yt.get(t, t), extra={"from": "ffpp_root"})
 
     def _challenge_records(self, truth: Path) -> Iterator[VideoRecord]:
-        try:
-            labels = json.loads(truth.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise LayoutError(f"deeperforensics: {truth.name} is not readable JSON ({e})") from None
+        labels = load_json(truth, self.name, "challenge ground truth", self.root)
+        if not isinstance(labels, dict):
+            raise LayoutError(f"deeperforensics: {truth.name}: expected a JSON object of file name -> 0 (real) or "
+                              f"1 (fake), found {type(labels).__name__}")
         d = truth.parent
         for p in d.iterdir():
             if p != truth and p.name not in labels:
                 self.ignored_files += 1
         for fname, v in sorted(labels.items()):
-            if str(v) not in ("0", "1"):
-                raise LayoutError(f"deeperforensics: {truth.name}: {fname} has label {v!r}; expected 0 (real) "
-                                  f"or 1 (fake)")
+            vid, p = f"challenge/{Path(fname).stem}", d / fname
+            why = lookup_problem(p)
+            if isinstance(v, (dict, list)) or str(v) not in ("0", "1"):
+                why = f"label {str(v)[:50]!r}; expected 0 (real) or 1 (fake)"
+            elif why:
+                why = f"the file cannot be looked up ({why})"
+            if why:
+                yield self.problem_record(vid, p, f"{truth.name}: {fname[:100]!r}: {why}")
+                continue
             label = "fake" if str(v) == "1" else "real"
-            p = d / fname
             missing = not p.is_file()
             self.missing_count += missing
             yield VideoRecord(
-                dataset=self.name, video_id=f"challenge/{Path(fname).stem}", path=p,
-                rel_path=p.relative_to(self.root).as_posix(), label=label,
+                dataset=self.name, video_id=vid, path=p,
+                rel_path=p.relative_to(self.root).as_posix() if p.is_relative_to(self.root) else p.as_posix(),
+                label=label,
                 method="unknown" if label == "fake" else "real", split="test", missing=missing,
                 extra={"challenge_groundtruth": truth.name})

@@ -17,13 +17,12 @@ of the same length, the fake made on the original's frames).
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from pathlib import Path
 from typing import Iterator
 
-from dfkit.errors import LayoutError
+from dfkit.errors import LayoutError, one_line
+from dfkit.ingest.adapters._read import csv_dicts, decode, load_json, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -131,16 +130,14 @@ class DFDCAdapter(Adapter):
 
     def _part_records(self, d: Path, part: int | None) -> Iterator[VideoRecord]:
         try:
-            with open(d / "metadata.json", encoding="utf-8") as f:
-                meta = json.load(f)
-        except RecursionError:
+            meta = load_json(d / "metadata.json", self.name, "DFDC metadata", self.root)
+        except LayoutError as e:  # one broken part must not stop the others: record it and go on
             yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
-                                      f"{self._rel(d / 'metadata.json')} is nested too deeply to be DFDC metadata")
+                                      str(e).removeprefix(f"{self.name}: "))
             return
-        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            # one broken part must not stop the others: record it and go on
+        except OSError as e:
             yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
-                                      f"{self._rel(d / 'metadata.json')} is not readable JSON ({e})")
+                                      f"{self._rel(d / 'metadata.json')} cannot be read ({e.strerror or e})")
             return
         if not isinstance(meta, dict):
             yield self.problem_record(f"{d.name}/metadata.json", d / "metadata.json",
@@ -160,6 +157,11 @@ class DFDCAdapter(Adapter):
                                           f"{entry.get('label')!r}; expected 'REAL' or 'FAKE'")
                 continue
             p = d / fname
+            why = lookup_problem(p)
+            if why:
+                yield self.problem_record(f"train/{Path(fname).stem}", p, f"{self._rel(d / 'metadata.json')}: "
+                                          f"entry {fname[:100]!r}: the file cannot be looked up ({why})")
+                continue
             missing = not p.is_file()
             self.missing_count += missing
             stem = Path(fname).stem
@@ -182,25 +184,30 @@ class DFDCAdapter(Adapter):
         media = d / "videos" if (d / "videos").is_dir() else d
         rows = []
         problems: list[VideoRecord] = []
-        with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-            if "filename" not in cols or "label" not in cols:
-                raise LayoutError(f"dfdc: {self._rel(d / 'labels.csv')}: expected columns filename,label "
-                                  f"(0 real, 1 fake), found {', '.join(reader.fieldnames or []) or 'no header'}")
-            for n, row in enumerate(reader, 2):
-                fname = (row[cols["filename"]] or "").strip()
-                lab = (row[cols["label"]] or "").strip()
-                if not fname:
-                    continue
-                try:
-                    label = {0: "real", 1: "fake"}[int(float(lab))]
-                except (ValueError, KeyError):
-                    label = None
-                    problems.append(self.problem_record(
-                        f"{split}/{Path(fname).stem}", media / fname,
-                        f"{self._rel(d / 'labels.csv')}:{n}: label {lab!r} is not 0 (real) or 1 (fake)"))
-                rows.append((fname, label))
+        text = decode(d / "labels.csv", self.name, ("utf-8-sig",), self.root)
+        header, table = csv_dicts(text.splitlines(), d / "labels.csv", self.name, self.root)
+        cols = {c.strip().lower(): c for c in header}
+        if "filename" not in cols or "label" not in cols:
+            raise LayoutError(one_line(f"dfdc: {self._rel(d / 'labels.csv')}: expected columns filename,label "
+                                       f"(0 real, 1 fake), found {', '.join(header)[:200] or 'no header'}"))
+        for n, row in enumerate(table, 2):
+            fname = row[cols["filename"]].strip()
+            lab = row[cols["label"]].strip()
+            if not fname:
+                continue
+            why = lookup_problem(media / fname)
+            try:
+                label = {0: "real", 1: "fake"}[int(float(lab))]
+            except (ValueError, KeyError, OverflowError):
+                label = None
+                why = f"label {lab[:100]!r} is not 0 (real) or 1 (fake)"
+            else:
+                why = why and f"{fname[:100]!r}: the file cannot be looked up ({why})"
+            if why:
+                label = None
+                problems.append(self.problem_record(f"{split}/{Path(fname).stem}", media / fname,
+                                                    f"{self._rel(d / 'labels.csv')}:{n}: {why}"))
+            rows.append((fname, label))
         names = {fname for fname, _ in rows}
         for p in media.iterdir():
             if p.is_file() and p.name not in names and p.name != "labels.csv":

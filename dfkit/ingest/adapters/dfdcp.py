@@ -18,11 +18,11 @@ tried below an extra ``videos/`` level) are yielded as ``missing``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
 from dfkit.errors import LayoutError
+from dfkit.ingest.adapters._read import load_json, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -34,6 +34,14 @@ def _id(v) -> str | None:
     if v is None or v == "":
         return None
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _vid(rel: str) -> str:
+    """The video id of a dataset.json key: the key without its extension (the key itself when it has no name)."""
+    try:
+        return str(Path(rel).with_suffix(""))
+    except ValueError:  # "", ".", "a/": no file name
+        return rel
 
 
 @register_adapter
@@ -71,22 +79,23 @@ class DFDCPAdapter(Adapter):
 
     def videos(self) -> Iterator[VideoRecord]:
         self.check_root()
-        try:
-            with open(self.root / "dataset.json", encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise LayoutError(f"dfdcp: dataset.json is not readable JSON ({e})") from None
+        meta = load_json(self.root / "dataset.json", self.name, "DFDCP metadata", self.root)
         if not isinstance(meta, dict):
             raise LayoutError(f"dfdcp: dataset.json: expected an object keyed by path, found {type(meta).__name__}")
         # strip a leading "dfdc_preview_set/" if the keys carry it
         keys = {k: (k.split("/", 1)[1] if k.startswith("dfdc_preview_set/") else k) for k in meta}
-        vid_of = {rel: str(Path(rel).with_suffix("")) for rel in keys.values()}
+        vid_of = {rel: _vid(rel) for rel in keys.values()}
         used: set[Path] = set()
         for key, rel in sorted(keys.items(), key=lambda kv: kv[1]):
             entry = meta[key] if isinstance(meta[key], dict) else {}
             top = rel.split("/", 1)[0]
             if top not in METHOD_FOLDERS:
                 self.ignored_files += 1
+                continue
+            why = lookup_problem(self.root / rel)
+            if why:
+                yield self.problem_record(vid_of[rel], self.root / rel, f"dataset.json: entry {rel[:100]!r}: the file "
+                                          f"cannot be looked up ({why})")
                 continue
             folder_label = METHOD_FOLDERS[top]
             label = str(entry.get("label", "")).strip().lower()
@@ -104,11 +113,12 @@ class DFDCPAdapter(Adapter):
             if label == "real":
                 ids = ids[:1]
             augs = entry.get("augmentations") or []
-            if isinstance(augs, str):
+            if not isinstance(augs, list):
                 augs = [augs]
             parts = rel.split("/")
             ctx = parts[2].split("_")[1] if len(parts) > 2 and len(parts[2].split("_")) > 1 else None
             source = entry.get("source_video")
+            source = source if isinstance(source, str) else None
             if isinstance(source, str) and source.startswith("dfdc_preview_set/"):
                 source = source.split("/", 1)[1]
             pair = vid_of.get(source) if label == "fake" and source else None

@@ -21,11 +21,11 @@ does not link them and the frame alignment of the swaps is not documented.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterator
 
-from dfkit.errors import DfkitError, LayoutError
+from dfkit.errors import LayoutError
+from dfkit.ingest.adapters._read import csv_rows, decode, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 
 TYPES = ("RealVideo-RealAudio", "RealVideo-FakeAudio", "FakeVideo-RealAudio", "FakeVideo-FakeAudio")
@@ -34,14 +34,8 @@ COLUMNS = ("source", "target1", "target2", "method", "category", "type", "race",
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
-def _open_text(path: Path):
-    for enc in ("utf-8-sig", "latin-1"):
-        try:
-            with open(path, newline="", encoding=enc) as f:
-                return f.read().splitlines()
-        except UnicodeDecodeError:
-            continue
-    raise DfkitError(f"fakeavceleb: cannot decode {path}")
+def _open_text(path: Path) -> list[str]:
+    return decode(path, "fakeavceleb", ("utf-8-sig", "latin-1")).splitlines()  # latin-1 decodes any bytes
 
 
 @register_adapter
@@ -76,7 +70,7 @@ class FakeAVCelebAdapter(Adapter):
 
     def _rows(self) -> list[dict]:
         path = self._csv_path()
-        rows = list(csv.reader(_open_text(path)))
+        rows = csv_rows(_open_text(path), path, self.name, self.root)
         if not rows:
             raise LayoutError(f"fakeavceleb: {path.name} is empty")
         header = [h.strip().lower() for h in rows[0]]
@@ -126,11 +120,17 @@ class FakeAVCelebAdapter(Adapter):
 
     def _record(self, e: dict) -> VideoRecord:
         rel = e["rel"]
+        vid = rel.rsplit(".", 1)[0]
+        name = self._csv_path().name
         folder_type = rel.split("/", 1)[0] if rel.split("/", 1)[0] in TYPES else None
         vtype = folder_type or (e["type"] if e["type"] in TYPES else CATEGORIES.get(e["category"].upper()))
         if vtype is None:
-            raise LayoutError(f"fakeavceleb: meta_data.csv line {e['line']}: cannot tell the category of {rel} "
-                              f"(category {e['category']!r}, type {e['type']!r})")
+            return self.problem_record(vid, e["path"], f"{name}:{e['line']}: cannot tell the category of "
+                                       f"{rel[:100]!r} (category {e['category'][:20]!r}, type {e['type'][:40]!r})")
+        why = lookup_problem(e["path"])
+        if why:
+            return self.problem_record(vid, e["path"], f"{name}:{e['line']}: {rel[:100]!r}: the file cannot be "
+                                       f"looked up ({why})")
         if CATEGORIES.get(e["category"].upper()) != vtype or (e["type"] and e["type"] != vtype):
             self.label_disagreements += 1
         label = "real" if vtype.startswith("RealVideo") else "fake"
@@ -150,6 +150,6 @@ class FakeAVCelebAdapter(Adapter):
         if base.isdigit():
             extra["base_video"] = base
         return VideoRecord(
-            dataset=self.name, video_id=rel.rsplit(".", 1)[0], path=e["path"], rel_path=rel, label=label,
+            dataset=self.name, video_id=vid, path=e["path"], rel_path=rel, label=label,
             method=method, split=None, missing=missing, identity_ids=ids,
             group_id=f"voxceleb2:{e['source']}" if e["source"] and e["source"] != "-" else None, extra=extra)

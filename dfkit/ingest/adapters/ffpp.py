@@ -17,13 +17,13 @@ Missing method folders are fine: users often download a subset.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 from dfkit.errors import LayoutError
+from dfkit.ingest.adapters._read import load_json
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 from dfkit.paths import manifests_dir
 
@@ -36,21 +36,31 @@ _DFD_REAL_RE = re.compile(r"^(?P<actor>\d{2})__(?P<scene>.+)$")
 
 @lru_cache(maxsize=None)
 def official_splits(manifest: str = "ffpp") -> dict[str, str]:
-    """Sequence id -> split, from the official pair lists."""
+    """Sequence id -> split, from the official pair lists (``[["953", "974"], ...]``). A damaged manifest is one
+    LayoutError naming the file."""
     out: dict[str, str] = {}
     for split in ("train", "val", "test"):
-        with open(manifests_dir() / manifest / "splits" / f"{split}.json") as f:
-            for pair in json.load(f):
-                for sid in pair:
-                    out[sid] = split
+        path = manifests_dir() / manifest / "splits" / f"{split}.json"
+        pairs = load_json(path, manifest, "a split list")
+        if not isinstance(pairs, list) or not all(
+                isinstance(pair, list) and all(isinstance(sid, str) for sid in pair) for pair in pairs):
+            raise LayoutError(f"{manifest}: dfkit's split list {path} is damaged: expected a JSON list of "
+                              f"[target, source] id pairs; reinstall dfkit")
+        for pair in pairs:
+            for sid in pair:
+                out[sid] = split
     return out
 
 
 @lru_cache(maxsize=None)
 def youtube_ids() -> dict[str, str]:
     """Sequence id -> YouTube id (``conversion_dict.json``: ``"000": "--b1Ua-kWJE 0"``)."""
-    with open(manifests_dir() / "ffpp" / "conversion_dict.json") as f:
-        return {k: v.split(" ")[0] for k, v in json.load(f).items()}
+    path = manifests_dir() / "ffpp" / "conversion_dict.json"
+    ids = load_json(path, "ffpp", "conversion_dict.json")
+    if not isinstance(ids, dict) or not all(isinstance(v, str) for v in ids.values()):
+        raise LayoutError(f"ffpp: dfkit's {path} is damaged: expected a JSON object of sequence id -> "
+                          f"'<YouTube id> <n>'; reinstall dfkit")
+    return {k: v.split(" ")[0] for k, v in ids.items()}
 
 
 def compression_folder_name(folder: str) -> str:

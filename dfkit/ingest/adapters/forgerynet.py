@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dfkit.errors import DfkitError, LayoutError
+from dfkit.ingest.adapters._read import decode, lookup_problem
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 from dfkit.taxonomy import dataset_manifest
 
@@ -125,10 +126,10 @@ class ForgeryNetAdapter(Adapter):
         cands = list(dict.fromkeys([lst.parent, self.root, lst.parent.parent]))
         probe = items[:20]
         for base in cands:
-            if any((base / it["name"]).exists() for it in probe):
+            if any(lookup_problem(base / it["name"]) is None and (base / it["name"]).exists() for it in probe):
                 return base
         raise LayoutError(
-            f"forgerynet: none of the first {len(probe)} names in {lst.name} (e.g. {probe[0]['name']}) exist "
+            f"forgerynet: none of the first {len(probe)} names in {lst.name} (e.g. {probe[0]['name'][:100]!r}) exist "
             f"under {', '.join(str(c) for c in cands)}; set --opt media_root=FOLDER")
 
     def videos(self) -> Iterator[VideoRecord]:
@@ -137,16 +138,21 @@ class ForgeryNetAdapter(Adapter):
         tags_seen: set[str] = set()
         for lst in self._lists():
             items = []
-            with open(lst, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    try:
-                        it = parse_line(line)
-                    except ValueError as e:
-                        yield self.problem_record(f"{lst.name}:{n}", lst, f"{lst}:{n}: {e}; found "
-                                                  f"{line.strip()[:100]!r}")
-                        continue
-                    if it is not None:
-                        items.append(it)
+            try:
+                text = decode(lst, self.name)
+            except LayoutError as e:  # one undecodable list must not stop the others
+                yield self.problem_record(lst.name, lst, str(e).removeprefix(f"{self.name}: "))
+                continue
+            for n, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+                try:
+                    it = parse_line(line)
+                except ValueError as e:
+                    yield self.problem_record(f"{lst.name}:{n}", lst, f"{lst}:{n}: {e}; found "
+                                              f"{line.strip()[:100]!r}")
+                    continue
+                if it is not None:
+                    it["line"] = n
+                    items.append(it)
             if not items:
                 continue
             self.lists_used.append(str(lst))
@@ -158,6 +164,11 @@ class ForgeryNetAdapter(Adapter):
             tags_seen.add(tag)
             base = self._media_base(lst, items)
             for it in items:
+                why = lookup_problem(base / it["name"])
+                if why:
+                    yield self.problem_record(f"{lst.name}:{it['line']}", lst, f"{lst}:{it['line']}: "
+                                              f"{it['name'][:100]!r}: the file cannot be looked up ({why})")
+                    continue
                 yield self._record(it, base, split, tag, names, lst)
 
     def ingest_params(self) -> dict:

@@ -18,12 +18,12 @@ offset); ``pair=yes`` pairs them with their target anyway.
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from pathlib import Path
 from typing import Iterator
 
-from dfkit.errors import DfkitError, LayoutError
+from dfkit.errors import DfkitError, LayoutError, one_line
+from dfkit.ingest.adapters._read import csv_dicts, decode
 from dfkit.ingest.base import Adapter, VideoRecord, register_adapter
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -42,14 +42,11 @@ def _truthy(v) -> bool:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    for enc in ("utf-8-sig", "cp949"):
-        try:
-            with open(path, newline="", encoding=enc) as f:
-                rows = list(csv.DictReader(f))
-            return [{_nfc(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in rows]
-        except UnicodeDecodeError:
-            continue
-    raise LayoutError(f"kodf: {path.name} is neither UTF-8 nor CP949 text")
+    """The rows of a KoDF metadata CSV (UTF-8 or CP949); a LayoutError naming the file when it is neither or is not
+    readable as CSV."""
+    text = decode(path, "kodf", ("utf-8-sig", "cp949"), path.parent)
+    _, rows = csv_dicts(text.splitlines(), path, "kodf", path.parent)
+    return [{_nfc(k).strip(): v.strip() for k, v in r.items()} for r in rows]
 
 
 def _stem(video_id: str) -> str:
@@ -116,11 +113,11 @@ class KoDFAdapter(Adapter):
             cols = set(rows[0]) if rows else set()
             need = [COL_ID] + ([COL_TARGET, COL_MODEL] if kind == "fake" else [])
             if rows and not all(c in cols for c in need):
-                raise LayoutError(f"kodf: {path.name}: expected column(s) {', '.join(need)}, found "
-                                  f"{', '.join(sorted(cols))[:200]}")
+                raise LayoutError(one_line(f"kodf: {path.name}: expected column(s) {', '.join(need)}, found "
+                                           f"{', '.join(sorted(cols))[:200]}"))
             if id_col and rows and id_col not in cols:
-                raise DfkitError(f"kodf: identity_col {id_col!r} is not a column of {path.name} "
-                                 f"(columns: {', '.join(sorted(cols))[:200]})")
+                raise DfkitError(one_line(f"kodf: identity_col {id_col!r} is not a column of {path.name} "
+                                          f"(columns: {', '.join(sorted(cols))[:200]})"))
             for row in rows:
                 vid = _nfc(_stem(row[COL_ID]))
                 if not vid or vid in seen:
