@@ -9,8 +9,8 @@ Like FF++, a fake ``<target>_<source>.mp4`` keeps the target video's frames (sam
 and changes only the face, inside a soft elliptical face mask. Four synthetic methods leave four distinct
 artifacts there:
 
-* ``PoissonSwap``   -- the source identity's face, Poisson-blended in (``cv2.seamlessClone``) plus a partial
-  direct paste: colour / identity change with blending seams.
+* ``PoissonSwap``   -- the source identity's inner face (brows to chin), Poisson-blended in (``cv2.seamlessClone``)
+  plus a partial direct paste: colour / identity change with a blending seam across the face.
 * ``LandmarkWarp``  -- a smooth, time-varying displacement field around the eyes and mouth (``cv2.remap``).
 * ``TextureRender`` -- a low-pass "re-rendered" texture: bilateral smoothing and colour quantisation.
 * ``Checkerboard``  -- 3x down / nearest-neighbour up-sampling plus a periodic checkerboard (transposed-conv
@@ -58,6 +58,8 @@ ASTRONAUT_KEYPOINTS: dict[str, tuple[float, float]] = {
 #: The face ellipse (centre, semi-axes) in astronaut pixels: forehead to chin, cheek to cheek.
 FACE_ELLIPSE_CENTER = (225.0, 125.0)
 FACE_ELLIPSE_AXES = (45.0, 58.0)
+#: PoissonSwap's inner-face ellipse: these fractions of the face ellipse's semi-axes
+SWAP_AXES = (0.68, 0.62)
 #: A looser ellipse around head and shoulders: where the portrait is pasted over the identity's background.
 _PORTRAIT_CENTER = (232.0, 300.0)
 _PORTRAIT_AXES = (200.0, 320.0)
@@ -189,6 +191,7 @@ class _Identity:
     face_center: tuple[float, float] = FACE_ELLIPSE_CENTER
     face_axes: tuple[float, float] = FACE_ELLIPSE_AXES
     look: Any = None
+    extra_masks: dict[str, np.ndarray] = field(default_factory=dict)  # canvas masks of single methods ("swap")
 
     def placement(self, mirror: bool | None = None, center: tuple[float, float] | None = None) -> np.ndarray:
         """2x3 affine: portrait pixels -> canvas pixels (mirrored about the face's vertical axis if asked). With
@@ -202,8 +205,9 @@ class _Identity:
 
 #: two identities' canonical face crops (:func:`_canonical_hash`) differ in at least this many of dHash's 64 bits;
 #: ``dfkit splits audit`` calls crops within 4 bits near duplicates, and camera motion moves one identity's crops
-#: by about 13 bits (median), so 14 keeps different identities' crops apart in practice (checked by the tests)
-MIN_IDENTITY_DISTANCE = 14
+#: by about 13 bits (median); 18 (14 left a few near duplicates across splits in the full demo, mostly through
+#: PoissonSwap crops) keeps different identities' crops apart in practice (checked by the tests and the demo audit)
+MIN_IDENTITY_DISTANCE = 18
 
 
 def _canonical_hash(face_rgb: np.ndarray, face_center: tuple[float, float], mirror: bool) -> int:
@@ -257,7 +261,7 @@ def _make_identity(sid: str, index: int, frame_wh: tuple[int, int], rng: np.rand
     _, look, face_rgb, kps, fc, fa, mirror, hsh = best
     if looks:
         taken.append(hsh)
-    face_px = rng.uniform(0.30, 0.36) * min(w, h)  # face-box height in frame pixels
+    face_px = rng.uniform(0.36, 0.42) * min(w, h)  # face-box height in frame pixels
     scale = face_px / (ASTRONAUT_FACE_BOX[3] - ASTRONAUT_FACE_BOX[1])
     anchor = (cw / 2 + rng.uniform(-0.04, 0.04) * w, ch / 2 + rng.uniform(-0.03, 0.03) * h)
     ident = _Identity(sid, index, face_rgb, mirror, scale, anchor, np.empty(0), np.empty(0), {}, kps, fc, fa, look)
@@ -271,6 +275,10 @@ def _make_identity(sid: str, index: int, frame_wh: tuple[int, int], rng: np.rand
     ident.canvas = (bg * (1 - pmask) + person * pmask + 0.5).astype(np.uint8)
     ident.face_mask = cv2.warpAffine(_soft_ellipse((512, 512), fc, fa, 10.0), A,
                                      (cw, ch), flags=cv2.INTER_LINEAR)
+    # PoissonSwap's region: the inner face (brows to chin, cheek to cheek), as landmark-based face swaps take it, so
+    # its blending boundary runs through the face crop's centre (a seam any identity shows)
+    swap = _soft_ellipse((512, 512), fc, (SWAP_AXES[0] * fa[0], SWAP_AXES[1] * fa[1]), 5.0)
+    ident.extra_masks = {"swap": cv2.warpAffine(swap, A, (cw, ch), flags=cv2.INTER_LINEAR)}
     ident.cam = {
         "ax": rng.uniform(0.10, 0.16) * w, "ay": rng.uniform(0.05, 0.09) * h,
         "fx": rng.uniform(0.6, 1.0), "fy": rng.uniform(0.8, 1.4),
@@ -324,7 +332,7 @@ def _poisson_swap(frame, mask, t, src_frame):
     hard[:2], hard[-2:], hard[:, :2], hard[:, -2:] = 0, 0, 0, 0
     x, y, bw, bh = cv2.boundingRect(hard)
     cloned = cv2.seamlessClone(src, dst, hard, (x + bw // 2, y + bh // 2), cv2.NORMAL_CLONE)
-    mix = _blend(cloned, src, np.clip(m * 1.6 - 0.6, 0, 1) * 0.45)
+    mix = _blend(cloned, src, np.clip(m * 1.6 - 0.6, 0, 1) * 0.6)
     out = frame.copy()
     out[ys, xs] = _blend(dst, mix, m)
     return out
@@ -343,14 +351,14 @@ def _landmark_warp(frame, mask, t, kps):
     # mouth: vertical stretch about the mouth centre (sample closer to it -> features move apart)
     mx, my = kps["mouth_center"]
     g = np.exp(-((xx - mx) ** 2 + (yy - my) ** 2) / (2 * (0.45 * eye_d) ** 2))
-    k = 0.22 + 0.10 * math.sin(phase)
+    k = 0.30 + 0.10 * math.sin(phase)
     dy += -k * (yy - my) * g
     dx += 0.10 * math.sin(phase + 1.0) * (xx - mx) * g
     # eyes: magnify, and drift sideways together
     for name in ("right_eye", "left_eye"):
         ex, ey = kps[name]
         g = np.exp(-((xx - ex) ** 2 + (yy - ey) ** 2) / (2 * (0.28 * eye_d) ** 2))
-        k = 0.25 + 0.08 * math.sin(phase + 2.0)
+        k = 0.32 + 0.08 * math.sin(phase + 2.0)
         dx += -k * (xx - ex) * g + 0.06 * eye_d * math.sin(0.5 * phase) * g
         dy += -k * (yy - ey) * g
     map_x = (xx + dx * m).astype(np.float32)
@@ -386,7 +394,7 @@ def _checkerboard(frame, mask, t, factor: int = 3):
     # pattern fixed in frame coordinates (like a generator's output grid)
     yy, xx = np.mgrid[ys, xs]
     checker = np.where(((xx // factor) + (yy // factor)) % 2 == 0, 1.0, -1.0).astype(np.float32)
-    amp = 10.0 + 3.0 * math.sin(2 * math.pi * t / 8.0)
+    amp = 14.0 + 3.0 * math.sin(2 * math.pi * t / 8.0)
     up += (amp * checker)[..., None]
     out = frame.copy()
     out[ys, xs] = _blend(roi, np.clip(up, 0, 255), m)
@@ -402,7 +410,7 @@ CAPTURE: dict[str, dict[str, tuple[float, float]]] = {
     "defocus": {"defocus": (2.0, 4.0)},  # Gaussian σ, frame px: an out-of-focus webcam / phone
     "motion": {"motion": (7.0, 13.0)},  # blur length, frame px: a hand-held camera panning
     "low_light": {"under": (0.25, 0.4), "noise": (8.0, 15.0)},  # exposure gain (linear light) + sensor noise σ
-    "compression": {"h264": (40.0, 45.0)},  # CRF of an earlier, heavy re-encode (an upload, a messenger)
+    "compression": {"h264": (36.0, 40.0)},  # CRF of an earlier, heavy re-encode (an upload, a messenger)
     "low_res": {"scale": (0.25, 0.35)},  # a small camera / a zoomed-in low-resolution video, up-scaled
 }
 
@@ -421,9 +429,11 @@ def capture_plan(poor: list[str], seed: int) -> dict[str, dict[str, float]]:
 
 
 def _capture(frames: list[np.ndarray], tid: str, plan: dict[str, Any], seed: int) -> list[np.ndarray]:
-    """Poor capture of one target video, applied alike to its original and all its fakes (the same noise too, so
-    pairs stay pixel-aligned outside the face), with :func:`dfkit.quality.degrade.degrade`: defocus, motion blur,
-    low light (under-exposure, then sensor noise), an earlier heavy H.264 encode, or low resolution."""
+    """Poor capture of one target video, with :func:`dfkit.quality.degrade.degrade`: defocus, motion blur, low
+    light (under-exposure, then sensor noise), an earlier heavy H.264 encode, or low resolution. It is applied to the
+    target's frames before any manipulation (as a real target video was filmed before it was faked), so the original
+    is the degraded video and every fake draws its artifacts on the degraded frames; pairs stay pixel-aligned outside
+    the face."""
     from dfkit.quality.degrade import degrade, h264_clip
 
     out = []
@@ -463,7 +473,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = F
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         # preset veryfast: about 3x faster than x264's default at the same CRF (the demo's time budget)
-        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for arr in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
@@ -559,6 +569,13 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
         plan = capture_plan(poor, seed) if degrade else {}
     else:  # the older ramp of blur + darkening + noise (_capture_classic)
         plan = {b: {"capture": "classic"} for b in poor} if degrade else {}
+    if realistic_capture:
+        # as in real datasets, the poor capture is in the target video before any manipulation: the methods work
+        # on the degraded frames (their own artifacts on top of it), and the original is the degraded video itself
+        for tid in plan:
+            per_frame = geometry[tid]
+            captured = _capture([f for _, f, _, _ in per_frame], tid, plan[tid], seed)
+            geometry[tid] = [(M, f, m, k) for (M, _, m, k), f in zip(per_frame, captured)]
     videos: list[dict[str, Any]] = []
     files: list[str] = []
     for method, tid, sid in jobs:
@@ -574,18 +591,18 @@ def make_demo_dataset(root: Path, n_identities: int = 6, n_frames: int = 40,
                 src_canvas = cv2.warpAffine(src.face_rgb, tgt.placement(mirror=src.mirror, center=src.face_center),
                                             tgt.canvas.shape[1::-1], flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_REPLICATE)
-                frames = [_poisson_swap(f, m, t, cv2.warpAffine(src_canvas, M, (w, h), flags=cv2.INTER_LINEAR,
-                                                                 borderMode=cv2.BORDER_REFLECT))
-                          for t, (M, f, m, _) in enumerate(per_frame)]
+                frames = [_poisson_swap(f, cv2.warpAffine(tgt.extra_masks["swap"], M, (w, h), flags=cv2.INTER_LINEAR),
+                                        t, cv2.warpAffine(src_canvas, M, (w, h), flags=cv2.INTER_LINEAR,
+                                                          borderMode=cv2.BORDER_REFLECT))
+                          for t, (M, f, _, _) in enumerate(per_frame)]
             elif method == "LandmarkWarp":
                 frames = [_landmark_warp(f, m, t, k) for t, (_, f, m, k) in enumerate(per_frame)]
             elif method == "TextureRender":
                 frames = [_texture_render(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
             else:
                 frames = [_checkerboard(f, m, t) for t, (_, f, m, _) in enumerate(per_frame)]
-        if tid in plan:
-            frames = (_capture(frames, tid, plan[tid], seed) if realistic_capture
-                      else _capture_classic(frames, tid, seed))
+        if tid in plan and not realistic_capture:  # (the realistic capture is in the target's frames already)
+            frames = _capture_classic(frames, tid, seed)
         for c in compressions:
             rel = f"{rel_dir.format(c=c)}/{name}"
             write_video(root / rel, frames, CRF[c])

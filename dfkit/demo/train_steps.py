@@ -36,7 +36,7 @@ def _settings(cfg, **kw: Any):
     from dfkit.train.runner import TrainSettings
 
     base = dict(corpus=str(cfg.corpus), task="attribution", backbone="tiny", img_size=IMG_SIZE, crop="center",
-                augment=AUGMENT, batch_size=32, lr=3e-3, epochs=8 if cfg.quick else 12,
+                augment=AUGMENT, batch_size=32, lr=3e-3, epochs=8 if cfg.quick else 14,
                 samples_per_epoch=960 if cfg.quick else 1280, seed=0, workers=_workers(cfg), progress=False)
     base.update(kw)
     return TrainSettings.from_dict(base)
@@ -141,7 +141,7 @@ def step_sweep(cfg, echo: Echo) -> None:
     # poor from clean capture to the extent the quality score does -- which is what the sweep then tests.
     median = float(np.round(np.nanmedian(meta["quality"].to_numpy(float)), 3))
     seeds = (0,) if cfg.quick else (0, 1, 2)
-    s = _settings(cfg, epochs=4 if cfg.quick else 6, samples_per_epoch=480 if cfg.quick else 640)
+    s = _settings(cfg, epochs=4 if cfg.quick else 6, samples_per_epoch=480)
     conf = _write_config(cfg, s, "sweep-demo.yaml")
     echo(f"[7] dfkit experiment quality-sweep --corpus {cfg.corpus} --config {conf} --thresholds {median} "
          f"--low-arm --seeds {','.join(map(str, seeds))} --out {out}")
