@@ -237,8 +237,13 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
 
 
 # -- the run --------------------------------------------------------------------------------------------------
-def _init_worker(params: IngestParams) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and commits what is done
+def _init_worker(params: IngestParams, parent: int | None = None) -> None:
+    from dfkit.procs import init_worker
+
+    # the parent handles Ctrl-C/SIGTERM and commits what is done; the worker dies with it (even on kill -9)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        init_worker(parent)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _detector(params)
 
@@ -258,6 +263,8 @@ class IngestSummary:
     seconds: float = 0.0
     ignored_files: int = 0
     interrupted: bool = False
+    #: interrupted by SIGTERM (rather than Ctrl-C); committed the same way
+    terminated: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -374,8 +381,15 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
         bar = tqdm(total=total, unit="video", desc=f"ingest {adapter.name}", disable=not progress,
                    dynamic_ncols=True, smoothing=0.1)
         t_run = time.perf_counter()
+        from dfkit.procs import InterruptGuard
+
+        guard = InterruptGuard()  # SIGTERM like Ctrl-C; neither cuts a result's hand-over to the writer in half
 
         def on_result(task: VideoTask, res: VideoResult) -> list[VideoTask]:
+            with guard.critical():
+                return _on_result(task, res)
+
+        def _on_result(task: VideoTask, res: VideoResult) -> list[VideoTask]:
             v = res.video_row
             writer.add(v, res.crop_rows)
             summary.processed += 1
@@ -393,23 +407,28 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             return [VideoTask(f, boxes, (v.get("width"), v.get("height"))) for f in fakes]
 
         try:
-            if scheduler:
-                _run_dask(ready, params, workers, on_result, scheduler)
-            elif workers == 1:
-                queue = list(ready)
-                while queue:
-                    task = queue.pop(0)
-                    queue.extend(on_result(task, process_video(task, params)))
-            else:
-                _run_pool(ready, params, workers, on_result)
-        except KeyboardInterrupt:
+            with guard.installed():
+                if scheduler:
+                    _run_dask(ready, params, workers, on_result, scheduler)
+                elif workers == 1:
+                    queue = list(ready)
+                    while queue:
+                        task = queue.pop(0)
+                        queue.extend(on_result(task, process_video(task, params)))
+                else:
+                    _run_pool(ready, params, workers, on_result)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (dfkit.procs.TerminatedError)
+            from dfkit.procs import TerminatedError
+
             summary.interrupted = True
+            summary.terminated = isinstance(e, TerminatedError)
         finally:
             bar.close()
             # fakes whose original never completed (interrupt) stay for the next run
             summary.seconds = time.perf_counter() - t0
             writer.record_ingest(adapter.name, {**adapter.ingest_params(), **asdict(params)}, {
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "interrupted": summary.interrupted,
+                **({"terminated": True} if summary.terminated else {}),
                 "processed": summary.processed, "status": summary.status, "crops": summary.crops,
                 "seconds": round(summary.seconds, 2)})
     return summary
@@ -459,7 +478,7 @@ def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int, on_res
     attempts: dict[str, int] = {}
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(params,))
+                                   initargs=(params, os.getpid()))
         inflight: dict[Future, VideoTask] = {}
         try:
             _drive(lambda t: pool.submit(_worker, t, params), queue, on_result, workers * 2, inflight)
@@ -474,9 +493,10 @@ def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int, on_res
                     queue.insert(0, task)
             pool.shutdown(wait=False, cancel_futures=True)
             continue
-        except KeyboardInterrupt:
-            for p in list(getattr(pool, "_processes", {}).values()):
-                p.terminate()
+        except KeyboardInterrupt:  # also SIGTERM: stop the workers now, the caller commits what is done
+            from dfkit.procs import kill_workers
+
+            kill_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)

@@ -55,8 +55,13 @@ def stored_weights(root: Path) -> dict[str, float] | None:
     from dfkit.quality.compute import QUALITY_VERSION
 
     weights = None
+    from dfkit.corpus.store import corrupt_shard_error
+
     for sh in list_shards(root, "quality"):
-        md = pq.read_schema(sh.path).metadata or {}
+        try:
+            md = pq.read_schema(sh.path).metadata or {}
+        except (pa.ArrowException, OSError) as e:
+            raise corrupt_shard_error(sh.path, e) from None
         if int(md.get(META_VERSION, b"0")) != QUALITY_VERSION:
             raise DfkitError(f"{sh.path} was made by quality version {int(md.get(META_VERSION, b'0'))}, this dfkit "
                              f"scores with version {QUALITY_VERSION}: run `dfkit quality --corpus {root}` first")
@@ -189,6 +194,15 @@ def _stored(path: Path) -> tuple[dict[bytes, bytes], set[str]]:
     return md, pending
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The worker pool of ``dfkit quality``: workers (~900 MB each) die with this process, even on kill -9, and
+    leave Ctrl-C/SIGTERM to it (see :mod:`dfkit.procs`)."""
+    from dfkit.procs import init_worker
+
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(),))
+
+
 def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, workers: int | None = None,
                 fullref: bool = True, fullref_frames: int | None = None, recompute: bool = False,
                 progress: bool = True, log: Callable[[str], None] = print) -> QualitySummary:
@@ -250,20 +264,33 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
             s.c0_pairs += stats["c0"]
             bar.update(stats["crops"])
 
+        from dfkit.procs import InterruptGuard, kill_workers
+
+        guard = InterruptGuard()  # SIGTERM like Ctrl-C: the shards written stay, a shard is never cut in half
         try:
-            if workers == 1 or len(todo) == 1:
-                for c in todo:
-                    commit(c, compute_shard(str(c.path), files, w, fullref, fullref_frames))
-            else:
-                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-                    futs = {ex.submit(compute_shard, str(c.path), files, w, fullref, fullref_frames): c
-                            for c in todo}
-                    for f in as_completed(futs):
-                        c = futs[f]
-                        try:
-                            commit(c, f.result())
-                        except Exception as e:  # noqa: BLE001 - one bad shard must not lose the others
-                            s.errors.append(f"{c.path.name}: {type(e).__name__}: {e}")
+            with guard.installed():
+                if workers == 1 or len(todo) == 1:
+                    for c in todo:
+                        res = compute_shard(str(c.path), files, w, fullref, fullref_frames)
+                        with guard.critical():
+                            commit(c, res)
+                else:
+                    ex = _pool(workers)
+                    try:
+                        futs = {ex.submit(compute_shard, str(c.path), files, w, fullref, fullref_frames): c
+                                for c in todo}
+                        for f in as_completed(futs):
+                            c = futs[f]
+                            with guard.critical():
+                                try:
+                                    commit(c, f.result())
+                                except Exception as e:  # noqa: BLE001 - one bad shard must not lose the others
+                                    s.errors.append(f"{c.path.name}: {type(e).__name__}: {e}")
+                    except BaseException:  # Ctrl-C / SIGTERM: the workers' shards in flight are not waited for
+                        kill_workers(ex)
+                        ex.shutdown(wait=False, cancel_futures=True)
+                        raise
+                    ex.shutdown(wait=True)
         finally:
             bar.close()
     s.seconds = time.perf_counter() - t0

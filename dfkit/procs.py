@@ -1,0 +1,140 @@
+"""Worker processes that die with their parent, and SIGTERM handled like Ctrl-C.
+
+``dfkit ingest`` and ``dfkit quality`` run their work in pools of worker processes. :func:`init_worker` (call it
+first in a pool's initializer, with the parent's pid) makes a worker leave when its parent goes, however it goes:
+
+- on Linux the kernel sends the worker SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``, via ctypes);
+- everywhere, a daemon thread checks once a second that the parent is still its parent and exits otherwise (the
+  fallback where ``prctl`` is missing, and the guard for a parent that died before ``prctl`` took effect).
+
+Workers ignore SIGINT (Ctrl-C goes to the whole process group: the parent handles it, stops them and commits what is
+done). :func:`sigterm_as_interrupt` makes SIGTERM in the parent raise :class:`TerminatedError`, a
+``KeyboardInterrupt``, so the same path commits what is done (and exits 130, as after Ctrl-C);
+:class:`InterruptGuard` does the same and holds the signal back while a result is being committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Iterator
+
+PR_SET_PDEATHSIG = 1
+
+
+class TerminatedError(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise ``KeyboardInterrupt`` (so every Ctrl-C path handles it)."""
+
+
+def _set_pdeathsig(sig: int = signal.SIGKILL) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watchdog(parent: int, interval: float) -> None:
+    ev = threading.Event()
+    while not ev.wait(interval):
+        if os.getppid() != parent:
+            os._exit(1)  # the parent is gone: nothing will read our results
+
+
+def init_worker(parent: int, interval: float = 1.0) -> None:
+    """In a worker process: die with ``parent`` (see the module docstring) and leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watchdog, args=(parent, interval), name="dfkit-parent-watchdog", daemon=True).start()
+
+
+def kill_workers(pool) -> None:
+    """Terminate a ``ProcessPoolExecutor``'s worker processes now (they hold no result worth waiting for)."""
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+
+
+class InterruptGuard:
+    """SIGTERM and Ctrl-C in the parent of a pool, as one exception at a safe point.
+
+    Inside :meth:`installed`, SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`TerminatedError`, except inside
+    :meth:`critical` (a result being handed to the writer, a shard being committed): there the signal waits and is
+    raised when the section ends, so a commit is never cut in half. Outside the main thread both do nothing."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+        self.signal: int | None = None  # the signal that interrupted the run (None: not interrupted by one)
+
+    def _raise(self, signum: int) -> None:
+        self.signal = signum
+        if signum == signal.SIGTERM:
+            raise TerminatedError("terminated (SIGTERM)")
+        raise KeyboardInterrupt
+
+    def _handler(self, signum, frame) -> None:
+        if self._depth:
+            self._pending = self._pending or signum
+        else:
+            self._raise(signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["InterruptGuard"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                self._raise(signum)
+
+    @property
+    def terminated(self) -> bool:
+        return self.signal == signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`TerminatedError` in the main thread (as Ctrl-C raises
+    ``KeyboardInterrupt``). Outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise TerminatedError("terminated (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
