@@ -92,9 +92,17 @@ def ingest_summary_lines(s, corpus: Path) -> list[str]:
 
 def info(corpus: Optional[PathLike] = None, *, errors: bool = False, echo: Echo = silent) -> str:
     """``dfkit info``: counts per dataset x method x split, video status, size (and the errors table)."""
+    from dfkit.corpus.store import damaged_shards, recovery_hint, skipping_damaged
     from dfkit.report import corpus_info_text
 
-    text = corpus_info_text(_corpus(corpus), errors=errors)
+    root = _corpus(corpus)
+    with skipping_damaged():  # damaged shards are left out of the counts and listed below (never silently)
+        text = corpus_info_text(root, errors=errors)
+    damaged = damaged_shards(root)
+    if damaged:
+        text += f"\nDAMAGED: {len(damaged)} shard(s) could not be read and are left out of the counts above:"
+        for sh, why in damaged:
+            text += one_line(f"\n  {sh.path}: {why}") + one_line(f"\n    to recover: {recovery_hint(root, sh.path.parent.name)}")
     echo(text)
     return text
 

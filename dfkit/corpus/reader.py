@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from dfkit.corpus.codec import decode_crop
 from dfkit.corpus.schema import CROP_META_COLUMNS, OFFICIAL_SCHEME, SPLIT_SCHEME_COLUMNS, split_path
-from dfkit.corpus.store import MANIFEST, committed_shards, read_manifest
+from dfkit.corpus.store import (MANIFEST, committed_shards, corrupt_shard_error, read_manifest, read_shard,
+                                read_shards)
 from dfkit.errors import DfkitError
 
 
@@ -103,7 +104,7 @@ class Corpus:
         shards = committed_shards(self.root, "videos")
         if not shards:
             return pd.DataFrame(columns=["dataset", "video_id", "status"])
-        df = pq.ParquetDataset([s.path for s in shards]).read().to_pandas()
+        df = read_shards([s.path for s in shards]).to_pandas()
         df = df.drop_duplicates(["dataset", "video_id"], keep="last").reset_index(drop=True)
         return self._filter_videos(df)
 
@@ -141,7 +142,7 @@ class Corpus:
         if not files:
             return None
         # shards differ in their optional columns (full-reference ones exist only where references did)
-        t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        t = read_shards(files)
         return t.to_pandas().drop_duplicates("sample_id", keep="last")
 
     # -- crops metadata ---------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ class Corpus:
     def _read_meta(self) -> pd.DataFrame:
         frames = []
         for i, p in enumerate(self.crop_files()):
-            t = pq.read_table(p, columns=CROP_META_COLUMNS)
+            t = read_shard(p, columns=CROP_META_COLUMNS)
             df = t.to_pandas()
             df["_file"] = i
             df["_row"] = np.arange(len(df), dtype=np.int64)
@@ -252,7 +253,7 @@ def shard_rows(files: Sequence[Path], rows: pd.DataFrame) -> Iterable[pa.Table]:
     import pyarrow.compute as pc
 
     for fi, part in rows.groupby("_file", sort=True):
-        t = pq.read_table(files[int(fi)])
+        t = read_shard(files[int(fi)])
         yield t.filter(pc.is_in(t["sample_id"], value_set=pa.array(part["sample_id"].astype(str).tolist())))
 
 
@@ -269,7 +270,10 @@ class CropReader:
     def _open(self, fi: int) -> pq.ParquetFile:
         pf = self._pf.get(fi)
         if pf is None:
-            pf = pq.ParquetFile(self.files[fi], memory_map=True)
+            try:
+                pf = pq.ParquetFile(self.files[fi], memory_map=True)
+            except (pa.ArrowException, OSError) as e:
+                raise corrupt_shard_error(self.files[fi], e) from None
             md = pf.metadata
             self._offsets[fi] = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
             self._pf[fi] = pf
@@ -282,7 +286,10 @@ class CropReader:
         key = (fi, rg)
         arr = self._cache.get(key)
         if arr is None:
-            arr = pf.read_row_group(rg, columns=["crop"]).column(0).combine_chunks()
+            try:
+                arr = pf.read_row_group(rg, columns=["crop"]).column(0).combine_chunks()
+            except (pa.ArrowException, OSError) as e:
+                raise corrupt_shard_error(self.files[fi], e) from None
             self._cache[key] = arr
             if len(self._cache) > self.cache_groups:
                 self._cache.popitem(last=False)

@@ -7,6 +7,8 @@ temporary name in the same folder, flushed to disk and renamed into place, so a 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import fcntl
 import json
@@ -16,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,12 +57,120 @@ def list_shards(root: Path, table: str) -> list[Shard]:
 
 
 def committed_shards(root: Path, table: str) -> list[Shard]:
-    """Shards a reader may use: for ``crops``, only those whose ``videos`` shard exists."""
+    """Shards a reader may use: for ``crops``, only those whose ``videos`` shard exists. Inside
+    :func:`skipping_damaged`, shards whose key has a damaged file are left out too."""
     shards = list_shards(root, table)
     if table == "crops":
         done = {s.key for s in list_shards(root, "videos")}
         shards = [s for s in shards if s.key in done]
+    if _SKIP_DAMAGED.get():  # a damaged crops/videos shard hides its whole commit, a damaged quality shard itself
+        bad = {sh.key for sh, _ in damaged_shards(root) if table == "quality" or _table_of(sh.path) != "quality"}
+        shards = [s for s in shards if s.key not in bad]
     return shards
+
+
+# -- damaged shards -----------------------------------------------------------------------------------------------
+# A shard is written by temporary name + rename, so a crash never leaves half of one; a disk fault, a copy cut short
+# or a hand edit can. Such a shard is named in one line wherever it is read (CorruptShardError). Recovery:
+#
+# - `dfkit info` still works: it leaves the damaged shards' keys out (crops, videos and quality of that commit) and
+#   lists them;
+# - `dfkit ingest` (a rerun of the ingest that made it) moves every file of a damaged crops/videos shard's commit into
+#   <corpus>/quarantine/ (said on stderr; nothing is deleted) and ingests those videos again;
+# - `dfkit quality` moves a damaged quality shard into <corpus>/quarantine/ and computes it again.
+#
+# Every other command refuses with the file's name and these steps: no command drops rows without saying so.
+QUARANTINE = "quarantine"
+_SKIP_DAMAGED: contextvars.ContextVar[bool] = contextvars.ContextVar("dfkit_skip_damaged", default=False)
+
+
+class CorruptShardError(DfkitError):
+    """A corpus shard that cannot be read (truncated, overwritten): names the file and how to recover."""
+
+
+def recovery_hint(root: Path, table: str) -> str:
+    if table == "quality":
+        return f"rerun `dfkit quality --corpus {root}` to move it to {Path(root) / QUARANTINE}/ and compute it again"
+    return (f"rerun the `dfkit ingest` that made it (same dataset, --corpus {root}) to move it to "
+            f"{Path(root) / QUARANTINE}/ and ingest its videos again")
+
+
+def shard_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable Parquet file (its footer and schema), or None."""
+    try:
+        pq.read_metadata(path)
+        return None
+    except FileNotFoundError:
+        return None  # gone meanwhile (a writer replaced it): not damage
+    except (pa.ArrowException, OSError, ValueError) as e:
+        return _reason(e)
+
+
+def damaged_shards(root: Path) -> list[tuple[Shard, str]]:
+    """Every shard of the corpus whose file is not readable Parquet, with the reason."""
+    out = []
+    for table in TABLES:
+        for sh in list_shards(root, table):
+            why = shard_problem(sh.path)
+            if why:
+                out.append((sh, why))
+    return out
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an Arrow error, without the file name it repeats."""
+    why = (str(e).splitlines() or [type(e).__name__])[0]
+    return re.sub(r"^Could not open Parquet input source '.*?': ", "", why)
+
+
+def _table_of(path: Path) -> str:
+    return Path(path).parent.name
+
+
+def corrupt_shard_error(path: Path, e: BaseException) -> CorruptShardError:
+    root = Path(path).parent.parent
+    why = _reason(e)
+    return CorruptShardError(f"damaged corpus shard {path} ({why}): {recovery_hint(root, _table_of(path))}")
+
+
+def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """``pq.read_table(path, columns=...)``; a damaged file raises :class:`CorruptShardError` naming it."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise corrupt_shard_error(path, e) from None
+
+
+def read_shards(paths: list[Path], columns: list[str] | None = None) -> pa.Table:
+    """The shards one after the other (as ``pq.ParquetDataset(paths).read(columns)``), each read by
+    :func:`read_shard`."""
+    return pa.concat_tables([read_shard(p, columns) for p in paths], promote_options="default")
+
+
+@contextlib.contextmanager
+def skipping_damaged() -> Iterator[None]:
+    """Readers inside leave out the shards of damaged commits (for read-only reports that list them)."""
+    tok = _SKIP_DAMAGED.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_DAMAGED.reset(tok)
+
+
+def quarantine(root: Path, keys: set[str], tables: tuple[str, ...] = TABLES) -> list[Path]:
+    """Move every file of the shards with these keys (in ``tables``) into ``<root>/quarantine/<table>/``; returns
+    the new paths. Only call while holding the lock."""
+    moved = []
+    for table in tables:
+        for sh in list_shards(root, table):
+            if sh.key in keys:
+                dst = Path(root) / QUARANTINE / table / sh.path.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(sh.path, dst)
+                moved.append(dst)
+    return moved
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

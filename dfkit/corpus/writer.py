@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dfkit.corpus.schema import CROPS_SCHEMA, SPLIT_SCHEME_COLUMNS, VIDEOS_SCHEMA, split_path
-from dfkit.corpus.store import (CorpusLock, Shard, atomic_write_table, clean_uncommitted, committed_shards,
-                                list_shards, next_shard, read_manifest, write_manifest)
+from dfkit.corpus.store import (CorpusLock, CorruptShardError, Shard, atomic_write_table, clean_uncommitted, committed_shards,
+                                damaged_shards, list_shards, next_shard, quarantine, read_manifest, read_shards,
+                                recovery_hint, write_manifest)
 
 #: crops are written in small row groups so a training loader can read a few crops without reading a shard
 CROPS_ROW_GROUP = 16
@@ -29,7 +30,7 @@ def done_videos(root: Path, retry_statuses: tuple[str, ...] = ()) -> set[tuple[s
     shards = committed_shards(root, "videos")
     if not shards:
         return set()
-    t = pq.ParquetDataset([s.path for s in shards]).read(columns=["dataset", "video_id", "status"])
+    t = read_shards([s.path for s in shards], columns=["dataset", "video_id", "status"])
     latest: dict[tuple[str, str], str] = {}
     for d, v, s in zip(t["dataset"].to_pylist(), t["video_id"].to_pylist(), t["status"].to_pylist()):
         latest[(d, v)] = s  # shards are read in commit order: the last row wins
@@ -43,8 +44,8 @@ def video_crop_boxes(root: Path, dataset: str, video_ids: set[str]
     shards = committed_shards(root, "crops")
     if not shards or not video_ids:
         return {}, {}
-    ds = pq.ParquetDataset([s.path for s in shards])
-    t = ds.read(columns=["dataset", "video_id", "frame_index", "crop_box", "width", "height"])
+    t = read_shards([s.path for s in shards], columns=["dataset", "video_id", "frame_index", "crop_box", "width",
+                                                      "height"])
     mask = pc.and_(pc.equal(t["dataset"], dataset), pc.is_in(t["video_id"], pa.array(sorted(video_ids))))
     t = t.filter(mask)
     boxes: dict[str, dict[int, list[float]]] = {}
@@ -63,8 +64,12 @@ class CorpusWriter:
     after Ctrl-C), so an interrupted ingest keeps every video it committed and a rerun skips them.
     """
 
-    def __init__(self, root: str | Path, flush_videos: int | None = None, flush_seconds: float = 20.0):
+    def __init__(self, root: str | Path, flush_videos: int | None = None, flush_seconds: float = 20.0,
+                 log=None):
         self.root = Path(root)
+        self.log = log or _warn
+        #: files of damaged shards moved into ``<corpus>/quarantine/`` on entering (their videos are done again)
+        self.quarantined: list[Path] = []
         self.flush_videos = flush_videos or int(os.environ.get("DFKIT_FLUSH_VIDEOS", "8"))
         self.flush_seconds = flush_seconds
         self._lock = CorpusLock(self.root, "ingest")
@@ -80,6 +85,14 @@ class CorpusWriter:
             for t in ("crops", "videos"):
                 (self.root / t).mkdir(parents=True, exist_ok=True)
             clean_uncommitted(self.root)
+            # a damaged crops/videos shard: its whole commit (crops, videos, quality) goes to quarantine/, so its
+            # videos count as not ingested and this run does them again
+            bad = {sh.key: (sh, why) for sh, why in damaged_shards(self.root) if sh.path.parent.name != "quality"}
+            if bad:
+                self.quarantined = quarantine(self.root, set(bad))
+                for sh, why in bad.values():
+                    self.log(f"warning: damaged shard {sh.path} ({why}): moved with the rest of its commit to "
+                             f"{self.root / 'quarantine'}/; its videos are ingested again")
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -128,12 +141,20 @@ class CorpusWriter:
                                    if k not in ("schema_version", "dfkit_version")})
 
 
+def _warn(msg: str) -> None:
+    import sys
+
+    from dfkit.errors import one_line
+
+    print(one_line(msg), file=sys.stderr)
+
+
 def count_by_dataset(root: Path) -> dict[str, Any]:
     """Per-dataset counts of videos (by status) and crops, from the committed shards."""
     out: dict[str, Any] = {}
     vs = committed_shards(root, "videos")
     if vs:
-        t = pq.ParquetDataset([s.path for s in vs]).read(columns=["dataset", "video_id", "status"])
+        t = read_shards([s.path for s in vs], columns=["dataset", "video_id", "status"])
         latest: dict[tuple[str, str], str] = {}
         for d, v, s in zip(t["dataset"].to_pylist(), t["video_id"].to_pylist(), t["status"].to_pylist()):
             latest[(d, v)] = s
@@ -143,7 +164,7 @@ def count_by_dataset(root: Path) -> dict[str, Any]:
             e["status"][s] += 1
     cs = committed_shards(root, "crops")
     if cs:
-        t = pq.ParquetDataset([s.path for s in cs]).read(columns=["dataset"])
+        t = read_shards([s.path for s in cs], columns=["dataset"])
         for d, n in Counter(t["dataset"].to_pylist()).items():
             out.setdefault(d, {"videos": 0, "crops": 0, "status": Counter()})["crops"] = n
     for e in out.values():
@@ -172,6 +193,16 @@ class QualityWriter:
             self.dir.mkdir(exist_ok=True)
             for p in self.dir.glob(".tmp-*"):
                 p.unlink()
+            self.quarantined: list[Path] = []
+            damaged = damaged_shards(self.root)
+            for sh, why in damaged:  # crops/videos need the ingest: refuse before any work
+                if sh.path.parent.name != "quality":
+                    raise CorruptShardError(f"damaged corpus shard {sh.path} ({why}): "
+                                            f"{recovery_hint(self.root, sh.path.parent.name)}")
+            for sh, why in damaged:  # a quality shard is computed again
+                self.quarantined += quarantine(self.root, {sh.key}, ("quality",))
+                _warn(f"warning: damaged quality shard {sh.path} ({why}): moved to {self.root / 'quarantine'}/; "
+                      "computed again")
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
