@@ -84,8 +84,9 @@ def ingest(
                         echo=typer.echo, log=_err, frames=frames, size=size, margin=margin, encoding=encoding,
                         min_confidence=min_confidence)
     if s.interrupted:
-        _err("interrupted: every finished video is committed; rerun the same command to resume")
-        raise typer.Exit(130)
+        _err(f"{'terminated' if s.terminated else 'interrupted'}: every finished video is committed; rerun the "
+             "same command to resume")
+        raise typer.Exit(143 if s.terminated else 130)  # 128 + the signal, as shells report it
 
 
 @app.command()
@@ -282,9 +283,12 @@ def main() -> None:
     except OSError as e:  # an output folder that cannot be made, a disk that is full: one line, not a traceback
         typer.echo(f"dfkit: error: {os_error_line(e)}", err=True)
         sys.exit(2 if e.errno in PATH_ERRNOS else 1)
-    except KeyboardInterrupt:
-        typer.echo("dfkit: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (dfkit.procs.TerminatedError)
+        from dfkit.procs import TerminatedError
+
+        term = isinstance(e, TerminatedError)
+        typer.echo(f"dfkit: {'terminated' if term else 'interrupted'}", err=True)
+        sys.exit(143 if term else 130)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ first in a pool's initializer, with the parent's pid) makes a worker leave when 
 
 Workers ignore SIGINT (Ctrl-C goes to the whole process group: the parent handles it, stops them and commits what is
 done). :func:`sigterm_as_interrupt` makes SIGTERM in the parent raise :class:`TerminatedError`, a
-``KeyboardInterrupt``, so the same path commits what is done (and exits 130, as after Ctrl-C);
+``KeyboardInterrupt``, so the same path commits what is done (and the CLI exits 143, 130 after Ctrl-C);
 :class:`InterruptGuard` does the same and holds the signal back while a result is being committed.
 """
 
