@@ -48,7 +48,7 @@ class DemoConfig:
 
     @property
     def frames(self) -> int:
-        return 6 if self.quick else 12
+        return 6 if self.quick else 8
 
     @property
     def synth(self) -> dict:

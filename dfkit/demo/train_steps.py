@@ -17,8 +17,9 @@ from typing import Any, Callable
 Echo = Callable[[str], None]
 
 IMG_SIZE = 64
-#: the demo's identities differ mainly by colour look (channel gains, hue, gamma): colour-cast augmentation makes the
-#: tiny model look at the artifacts instead; blur and JPEG are off (they erase the artifacts of these 64 px inputs)
+#: the demo's identities differ in colour look (channel gains, hue, gamma) besides face shape, skin, light and hair:
+#: colour-cast augmentation makes the tiny model look at the artifacts instead; blur and JPEG are off (they erase the
+#: artifacts of these 64 px inputs)
 AUGMENT = {"blur": False, "jpeg": False, "channel_gain": True}
 
 
