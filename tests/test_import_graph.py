@@ -27,7 +27,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "dfkit"
 
-BASE = {"dfkit", "errors", "paths", "config", "taxonomy", "registry"}
+BASE = {"dfkit", "errors", "paths", "config", "taxonomy", "registry", "procs"}
 STAGES = {"ingest", "quality", "train", "browse"}
 APPS = {"cli", "cli_train", "cli_options", "services", "demo", "report", "__main__"}
 
