@@ -17,10 +17,12 @@ Regions, all in crop pixels as ``(r0, r1, c0, c1)`` half-open:
 * ``core``: the central 60 % of ``face`` (skin and features, not the hair and background in the box corners).
 
 The pixel metrics (sharpness, noise, exposure, contrast) measure the face region of the *working image*: the crop
-resampled to ``m = min(256, side)`` pixels a side, i.e. onto the coarser of two grids: the source pixel grid (when
+resampled to ``m = min(256, side, crop side)`` pixels a side (a crop is never enlarged), i.e. onto the coarser of two
+grids: the source pixel grid (when
 the crop was enlarged from a face region smaller than 256 source pixels, it is sampled back at the source pixel
 centres, which recovers the source pixels) or the 256² reference grid (when the crop shows more source pixels than
-that). So a value means the same for any corpus crop size, and sharpness / noise describe the source (focus,
+that). So a value means the same for any corpus crop size of at least ``min(256, side)`` -- a smaller crop holds
+fewer pixels than that and is measured on its own grid -- and sharpness / noise describe the source (focus,
 motion blur, compression smoothing, sensor noise) rather than how much the crop was upsampled, which is
 ``face_size``'s job. Blockiness resamples the valid region onto the source pixel grid (see
 ``metrics/blockiness.py``).
@@ -173,11 +175,14 @@ class CropView:
 
     @cached_property
     def work_size(self) -> int:
-        """Side of the working image: ``min(REF, side)`` -- the coarser of the source pixel grid and the 256²
-        reference grid (``REF`` without a ``crop_box``)."""
+        """Side of the working image: ``min(REF, side, n)`` -- the coarsest of the source pixel grid, the 256²
+        reference grid and the crop's own grid (``n``): a crop smaller than its face box is measured as it is, never
+        enlarged (interpolation would invent pixels and smooth away the noise a camera left). ``min(REF, n)``
+        without a ``crop_box``."""
+        n = max(self.gray.shape) if self.rgb is not None else REF
         if self.box is None:
-            return REF
-        return max(8, min(REF, self.box[2]))
+            return max(8, min(REF, n))
+        return max(8, min(REF, self.box[2], n))
 
     @cached_property
     def work_u8(self) -> np.ndarray:
