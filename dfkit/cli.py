@@ -276,7 +276,16 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (never a traceback)."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     try:
-        app()
+        try:
+            app()
+        except SystemExit as e:  # Typer turns an interrupt inside a command into exit 130; after SIGTERM it is 143
+            import signal
+
+            from dfkit.procs import last_signal
+
+            if e.code == 130 and last_signal() == signal.SIGTERM:
+                sys.exit(143)
+            raise
     except DfkitError as e:
         typer.echo(f"dfkit: error: {one_line(e)}", err=True)
         sys.exit(e.exit_code)

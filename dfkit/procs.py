@@ -83,7 +83,8 @@ class InterruptGuard:
         self.signal: int | None = None  # the signal that interrupted the run (None: not interrupted by one)
 
     def _raise(self, signum: int) -> None:
-        self.signal = signum
+        global _LAST_SIGNAL
+        self.signal = _LAST_SIGNAL = signum
         if signum == signal.SIGTERM:
             raise TerminatedError("terminated (SIGTERM)")
         raise KeyboardInterrupt
@@ -138,3 +139,35 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+_LAST_SIGNAL: int | None = None
+
+
+def last_signal() -> int | None:
+    """The signal an :class:`InterruptGuard` of this process last turned into an interrupt (None: none): the CLI
+    exits 143 after SIGTERM, 130 after Ctrl-C, even where a command's framework already turned the interrupt into
+    exit 130."""
+    return _LAST_SIGNAL
+
+
+class SignalHold:
+    """From :meth:`hold` until the :func:`final_commit` block ends, SIGINT and SIGTERM are ignored (main thread only):
+    the last commit of an interrupted run is not itself interrupted by a second signal."""
+
+    def __init__(self) -> None:
+        self._old: dict | None = None
+
+    def hold(self) -> None:
+        if self._old is None and threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+@contextlib.contextmanager
+def final_commit() -> Iterator[SignalHold]:
+    h = SignalHold()
+    try:
+        yield h
+    finally:
+        for s, old in (h._old or {}).items():
+            signal.signal(s, old)

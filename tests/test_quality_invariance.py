@@ -108,3 +108,12 @@ def test_a_gain_is_not_a_change_of_sharpness_or_blocking(faces, g):
 def test_blur_still_lowers_corrected_sharpness(faces):
     r = _ratios(faces, "sharpness", lambda f: f.degraded("defocus", 2.0))
     assert np.all(r < 0.5), r
+
+
+def test_a_flat_or_dark_face_does_not_read_sharp():
+    """Contrast normalisation must not stretch a featureless face's noise into detail."""
+    rng = np.random.default_rng(0)
+    m = create_metric("sharpness")
+    for base, sigma in ((128, 1.0), (8, 0.7)):
+        img = np.clip(base + rng.normal(0, sigma, (160, 160, 3)), 0, 255).round().astype(np.uint8)
+        assert m.score(m.raw(img, {})) < 0.5

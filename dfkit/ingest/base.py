@@ -120,6 +120,8 @@ class Adapter:
         for r in roots:
             r = os.path.normpath(os.path.abspath(Path(r).expanduser()))
             if p == r or p.startswith(r.rstrip(os.sep) + os.sep):
+                # open exactly the path that was checked: the OS would resolve "link/.." from the link's target
+                rec.path = Path(p)
                 return rec
         where = " or ".join(str(r) for r in roots)
         return self.problem_record(rec.video_id, rec.path, f"{rec.rel_path}: the path leaves the dataset root "

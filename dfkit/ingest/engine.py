@@ -336,7 +336,9 @@ def _unique(records: list[VideoRecord], log: Callable[[str], None] | None) -> li
     for r in records:
         k = (r.dataset, r.video_id)
         if k in seen:
-            dropped.append(f"{r.rel_path!r} (id {r.video_id!r}, as {seen[k].rel_path!r})")
+            kept, other = (r, seen[k]) if seen[k].problem and not r.problem else (seen[k], r)  # a usable one wins
+            seen[k] = kept
+            dropped.append(f"{other.rel_path!r} (id {r.video_id!r}, as {kept.rel_path!r})")
         else:
             seen[k] = r
     if dropped and log:
@@ -368,7 +370,9 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
     records = _unique(records, log)
     summary.ignored_files = adapter.ignored_files
     summary.listed = len(records)
-    with CorpusWriter(corpus) as writer:
+    from dfkit.procs import final_commit
+
+    with final_commit() as hold, CorpusWriter(corpus) as writer:
         done = done_videos(corpus, RETRYABLE if retry_failed else ())
         todo = [r for r in records if (r.dataset, r.video_id) not in done]
         summary.skipped = len(records) - len(todo)
@@ -423,6 +427,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             summary.interrupted = True
             summary.terminated = isinstance(e, TerminatedError)
         finally:
+            hold.hold()  # the last commit is not cut short by a second Ctrl-C / SIGTERM
             bar.close()
             # fakes whose original never completed (interrupt) stay for the next run
             summary.seconds = time.perf_counter() - t0

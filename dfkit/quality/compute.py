@@ -35,7 +35,7 @@ from dfkit.quality.base import Metric, get_metrics
 from dfkit.quality.composite import FORM, composite, resolve_weights, video_quality
 from dfkit.quality.view import CropView
 
-QUALITY_VERSION = 4  # 3: noise/contrast-normalised sharpness, steep macroblock; 4: crops never enlarged
+QUALITY_VERSION = 4  # 3: normalised sharpness, steep macroblock; 4: crops never enlarged, stretch ≤ ×2
 KEY_COLUMNS = ("sample_id", "dataset", "video_id")
 
 

@@ -43,12 +43,15 @@ CORE_INSET = 0.20  # the face "core" drops 20 % of the face box on each side
 # image's gain (Laplacian variance, curvature) are rescaled to it, so brightening or darkening a face does not read as
 # sharpening or blurring it (exposure has its own metric). About the median face of FF++ c23 clips.
 REFERENCE_CONTRAST = 40.0
+# a face with less contrast than this is not stretched further (at most ×2): a flat or black face region holds no
+# detail to bring out, and stretching its noise or quantisation steps ×40 made it read sharp
+MIN_CONTRAST = 20.0
 
 
 def contrast_gain(y: np.ndarray) -> float:
-    """``REFERENCE_CONTRAST / std(y)`` (std at least 1 grey level): the factor that brings ``y`` to the reference
+    """``REFERENCE_CONTRAST / std(y)``, std at least ``MIN_CONTRAST``: the factor that brings ``y`` to the reference
     contrast."""
-    return REFERENCE_CONTRAST / max(float(np.std(y)), 1.0)
+    return REFERENCE_CONTRAST / max(float(np.std(y)), MIN_CONTRAST)
 
 
 def _num(v):

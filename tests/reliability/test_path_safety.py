@@ -184,3 +184,18 @@ def test_malformed_dfdc_metadata_is_recorded_per_entry_or_per_part(tmp_path):
     assert "expected a file name" in recs["train/a"].problem and "expected a file name" in recs["train/b"].problem
     assert recs["train/c"].problem is None
     assert "nested too deeply" in recs["dfdc_train_part_1/metadata.json"].problem
+
+
+def test_a_symlink_and_dotdot_in_metadata_cannot_climb_out(tmp_path, clip):
+    """normpath cancels 'link/..' on paper while the OS would climb from the link's target: the path opened is the
+    path checked."""
+    root, outside = tmp_path / "data", tmp_path / "outside" / "a" / "b"
+    outside.mkdir(parents=True)
+    root.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    (outside.parent / "secret.mp4").write_bytes(clip.read_bytes())  # where the OS would land
+    (root / "list.csv").write_text("path,label\nlink/../secret.mp4,real\n")
+    ad = create_adapter("csv", root)
+    recs = [ad.confine(r) for r in ad.videos()]
+    assert len(recs) == 1 and recs[0].problem is None
+    assert recs[0].path == root / "secret.mp4" and not recs[0].path.exists()  # checked = opened, inside the root
