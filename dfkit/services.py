@@ -102,7 +102,8 @@ def info(corpus: Optional[PathLike] = None, *, errors: bool = False, echo: Echo 
     if damaged:
         text += f"\nDAMAGED: {len(damaged)} shard(s) could not be read and are left out of the counts above:"
         for sh, why in damaged:
-            text += one_line(f"\n  {sh.path}: {why}") + one_line(f"\n    to recover: {recovery_hint(root, sh.path.parent.name)}")
+            text += "\n  " + one_line(f"{sh.path}: {why}")
+            text += "\n    " + one_line(f"to recover: {recovery_hint(root, sh.path.parent.name)}")
     echo(text)
     return text
 

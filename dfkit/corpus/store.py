@@ -95,10 +95,18 @@ def recovery_hint(root: Path, table: str) -> str:
             f"{Path(root) / QUARANTINE}/ and ingest its videos again")
 
 
+#: columns too large to read whenever the corpus is opened; damage inside them surfaces when a crop is decoded
+_HEAVY_COLUMNS = ("crop",)
+
+
 def shard_problem(path: Path) -> str | None:
-    """Why ``path`` is not a readable Parquet file (its footer and schema), or None."""
+    """Why ``path`` is not a readable Parquet file, or None. The footer, the schema and every column's data are read
+    (all but the crop images: a damaged image page is caught when that crop is decoded), so damage in the middle of
+    a file is found here, where ``dfkit info`` lists it and a rerun of ``dfkit ingest`` quarantines it."""
     try:
-        pq.read_metadata(path)
+        md = pq.read_metadata(path)
+        cols = [n for n in md.schema.to_arrow_schema().names if n not in _HEAVY_COLUMNS]
+        pq.read_table(path, columns=cols)
         return None
     except FileNotFoundError:
         return None  # gone meanwhile (a writer replaced it): not damage

@@ -113,3 +113,25 @@ def test_a_truncated_quality_shard_is_named(built, tmp_path):
                        text=True)
     assert r.returncode == 2
     _one_line(r.stderr, qp)
+
+
+def test_damage_in_the_middle_of_a_shard_is_found_when_the_corpus_is_opened(tmp_path):
+    """A file whose footer is intact but whose data pages are not: found by shard_problem (so dfkit info lists it and
+    a rerun of ingest can quarantine it), not only when a command trips over it."""
+    import shutil
+
+    from dfkit.corpus.store import shard_problem
+
+    src = Path(__file__).resolve().parents[1] / "data" / "corpus_v_before"
+    dst = tmp_path / "corpus"
+    shutil.copytree(src, dst)
+    v = sorted((dst / "videos").glob("*.parquet"))[0]
+    assert shard_problem(v) is None
+    b = bytearray(v.read_bytes())
+    b[200:2200] = b"\x55" * 2000
+    v.write_bytes(bytes(b))
+    assert shard_problem(v) is not None
+    from dfkit.services import info
+
+    text = info(dst)
+    assert "DAMAGED: 1 shard(s)" in text and str(v) in text and "\\n" not in text
