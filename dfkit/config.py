@@ -40,17 +40,23 @@ def config_path() -> Path | None:
     return None
 
 
+def read_yaml_mapping(p: Path, expected: str) -> dict[str, Any]:
+    """The YAML (or JSON) mapping in ``p`` (empty file: ``{}``); one-line :class:`DfkitError` naming ``p`` when it is
+    not valid YAML or not a mapping (``expected`` says what it should hold)."""
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DfkitError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DfkitError(f"{p}: expected a mapping {expected}")
+    return data
+
+
 def load_config() -> dict[str, Any]:
     p = config_path()
     if p is None:
         return {}
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DfkitError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise DfkitError(f"{p}: expected a mapping with keys corpus/roots")
-    return data
+    return read_yaml_mapping(p, "with keys corpus/roots")
 
 
 def resolve_corpus(arg: str | Path | None) -> Path:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dfkit.config import default_of
+from dfkit.config import default_of, read_yaml_mapping
 from dfkit.corpus.schema import check_quality
 from dfkit.errors import SettingsError
 
@@ -231,19 +231,12 @@ class TrainSettings:
 
 def load_settings_file(path: str | Path) -> dict[str, Any]:
     """A YAML (or JSON) settings file -> dict (keys as the command-line options, ``-`` or ``_``)."""
-    import yaml
-
     from dfkit.errors import DfkitError
 
     p = Path(path).expanduser()
     if not p.exists():
         raise DfkitError(f"--config: no such file {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DfkitError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DfkitError(f"{p}: expected a mapping of settings (task: attribution, backbone: ...)")
+    data = read_yaml_mapping(p, "of settings (task: attribution, backbone: ...)")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(data) - set(TrainSettings.keys()))
     if unknown:
