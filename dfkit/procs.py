@@ -8,9 +8,9 @@ first in a pool's initializer, with the parent's pid) makes a worker leave when 
   fallback where ``prctl`` is missing, and the guard for a parent that died before ``prctl`` took effect).
 
 Workers ignore SIGINT (Ctrl-C goes to the whole process group: the parent handles it, stops them and commits what is
-done). :func:`sigterm_as_interrupt` makes SIGTERM in the parent raise :class:`TerminatedError`, a
-``KeyboardInterrupt``, so the same path commits what is done (and the CLI exits 143, 130 after Ctrl-C);
-:class:`InterruptGuard` does the same and holds the signal back while a result is being committed.
+done). :class:`InterruptGuard` makes SIGTERM in the parent raise :class:`TerminatedError`, a ``KeyboardInterrupt``,
+so the same path commits what is done (and the CLI exits 143, 130 after Ctrl-C), and holds the signal back while a
+result is being committed; :func:`final_commit` ignores a second signal during the last commit.
 """
 
 from __future__ import annotations
@@ -121,24 +121,6 @@ class InterruptGuard:
     @property
     def terminated(self) -> bool:
         return self.signal == signal.SIGTERM
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`TerminatedError` in the main thread (as Ctrl-C raises
-    ``KeyboardInterrupt``). Outside the main thread this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise TerminatedError("terminated (SIGTERM)")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 _LAST_SIGNAL: int | None = None
