@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -23,16 +22,9 @@ def need_realdata(sub: str = "") -> Path:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, crf: int = 18) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "ultrafast"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
+    from dfkit.ingest.video import write_h264
+
+    write_h264(path, frames, crf, fps=fps, preset="ultrafast")
     return path
 
 

@@ -41,8 +41,8 @@ pytestmark = pytest.mark.skipif(FO_SPEC is None or MONGOD is None or not MONGOD.
 
 N_VIDEOS = 30  # make_demo_dataset(n_identities=6): 6 originals + 4 methods x 6 fakes
 FRAMES = 4
-# the demo faces are clear; below the default 0.5 so that a face scored near the threshold (the detector is not
-# bit-for-bit repeatable across machines) is found on every sampled frame and the counts below are exact
+# The detector is not bit-for-bit repeatable across machines (a CI machine found 111 of the 116 demo faces that this
+# one finds, at 0.5 and at 0.3 alike), so the tests below count what the ingest reported, never FRAMES x videos.
 MIN_CONFIDENCE = 0.3
 
 
@@ -130,9 +130,10 @@ def corpus(tmp_path_factory):
     make_demo_dataset(root, n_identities=6, n_frames=12, compressions=("c23",), progress=False)
     s = run_ingest(create_adapter("demo", root), out, IngestParams(frames=FRAMES, size=64, min_confidence=MIN_CONFIDENCE), workers=1,
                    limit=N_VIDEOS - 1, progress=False)
-    assert s.crops == (N_VIDEOS - 1) * FRAMES
+    assert s.processed == N_VIDEOS - 1 and s.status == {"ok": N_VIDEOS - 1}
+    assert 0.9 * (N_VIDEOS - 1) * FRAMES <= s.crops <= (N_VIDEOS - 1) * FRAMES  # at most FRAMES per video
     add_quality(out)
-    return types.SimpleNamespace(root=root, path=out)
+    return types.SimpleNamespace(root=root, path=out, n_crops=s.crops)
 
 
 def add_quality(corpus_path: Path, only_new: bool = True) -> None:
@@ -188,7 +189,7 @@ def cache_files(corpus_path: Path) -> dict[Path, int]:
 # -- the dataset -------------------------------------------------------------------------------------------------------
 def test_dataset_samples_fields_labels(built, corpus):
     ds, meta = built.ds, built.meta
-    n = (N_VIDEOS - 1) * FRAMES
+    n = corpus.n_crops
     assert built.name.startswith("dfkit-corpus-") and ds.name == built.name and ds.persistent
     assert len(ds) == n == len(meta)
     assert built.stats.added == n and built.stats.updated == built.stats.removed == 0
@@ -233,8 +234,10 @@ def test_saved_views(built):
     assert {f"method-{m}" for m in ds.distinct("method.label")} <= views
     g = ds.load_saved_view("by-video")
     assert g._is_dynamic_groups and len(g) == N_VIDEOS - 1
-    one = g.get_dynamic_group(ds.first().video_id)
-    assert one.values("frame_index") == sorted(one.values("frame_index")) and len(one) == FRAMES
+    vid = ds.first().video_id
+    one = g.get_dynamic_group(vid)
+    assert one.values("frame_index") == sorted(one.values("frame_index"))
+    assert len(one) == int((built.meta["video_id"] == vid).sum()) and 1 <= len(one) <= FRAMES
     from fiftyone import ViewField as F
 
     low = ds.match(F("quality") < 0.5)
@@ -283,13 +286,13 @@ def test_update_adds_only_the_new_video(built, corpus):
     old = dict(zip(*built.ds.values(["sample_id", "id"])))
     s = run_ingest(create_adapter("demo", corpus.root), corpus.path, IngestParams(frames=FRAMES, size=64, min_confidence=MIN_CONFIDENCE),
                    workers=1, progress=False)
-    assert s.processed == 1 and s.crops == FRAMES
+    assert s.processed == 1 and 1 <= s.crops <= FRAMES
     add_quality(corpus.path)
     ds, st = build_dataset(dfkit.corpus.open(corpus.path), progress=False)
-    assert st.added == FRAMES and st.updated == 0 and st.removed == 0 and st.unchanged == len(old)
-    assert len(ds) == N_VIDEOS * FRAMES
+    assert st.added == s.crops and st.updated == 0 and st.removed == 0 and st.unchanged == len(old)
+    assert len(ds) == len(old) + s.crops
     new = {sid for sid in ds.values("sample_id") if sid not in old}
-    assert len(new) == FRAMES and len({sid.rsplit("/", 1)[0] for sid in new}) == 1
+    assert len(new) == s.crops and len({sid.rsplit("/", 1)[0] for sid in new}) == 1
     assert dict(zip(*ds.select_by("sample_id", list(old)).values(["sample_id", "id"]))) == old
     after = cache_files(corpus.path)
     assert {p: after[p] for p in before} == before  # existing files untouched

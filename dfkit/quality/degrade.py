@@ -120,18 +120,13 @@ def h264_clip(frames: Sequence[np.ndarray], crf: float, fps: int = 25) -> list[n
 
     import av
 
+    from dfkit.ingest.video import write_h264
+
     h, w = frames[0].shape[:2]
     H, W = h + h % 2, w + w % 2
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=fps, options={"crf": str(int(round(crf)))})
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for f in frames:
-            f = np.pad(f, ((0, H - h), (0, W - w), (0, 0)), mode="edge") if (H, W) != (h, w) else f
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    write_h264(buf, [np.pad(f, ((0, H - h), (0, W - w), (0, 0)), mode="edge") if (H, W) != (h, w) else f
+                     for f in frames], crf, fps=fps, container="mp4")
     buf.seek(0)
     with av.open(buf) as c:
         out = [fr.to_ndarray(format="rgb24")[:h, :w] for fr in c.decode(video=0)]
