@@ -213,3 +213,23 @@ def check_quality(value, option: str = "--min-quality") -> float | None:
     if not 0 <= q <= 1:  # NaN fails too
         raise SettingsError(f"{option} must lie in [0, 1] (quality is a score from 0 to 1), not {value}")
     return q
+
+
+# -- suspect labels (quality/): fake crops that may not be manipulated -------------------------------------------------
+#
+# ``dfkit quality`` compares a paired fake crop with its original at the same box (``fr_*``); a fake crop on which
+# (almost) nothing changed gets ``suspect_label`` = true and a one-line ``suspect_reason``. Null = not checked (a real
+# crop, a fake without a paired original, or no full-reference values for that crop).
+
+SUSPECT_COLUMN = "suspect_label"
+SUSPECT_REASON_COLUMN = "suspect_reason"
+
+
+def suspect_mask(meta):
+    """Boolean Series over a metadata DataFrame: the crops flagged ``suspect_label`` (False where unchecked or when
+    the corpus has no suspect column yet)."""
+    import pandas as pd
+
+    if SUSPECT_COLUMN not in meta.columns:
+        return pd.Series(False, index=meta.index)
+    return meta[SUSPECT_COLUMN].fillna(False).astype(bool)
