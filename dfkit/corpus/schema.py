@@ -72,8 +72,24 @@ CROPS_SCHEMA = pa.schema(
         pa.field("crop", pa.binary(), nullable=False),  # encoded image bytes
         pa.field("crop_format", pa.string(), nullable=False),  # png | webp | jpeg
         pa.field("crop_size", pa.int32(), nullable=False),  # side of the square crop, pixels
+        # which face the crop follows (ingest's track choice; null in corpora made before it)
+        pa.field("face_tracks", pa.int32()),  # how many face tracks the video has
+        pa.field("track_choice", pa.string()),  # manipulated | dominant | mask (see TRACK_CHOICES)
+        pa.field("mask_fraction", pa.float32()),  # share of the crop the dataset's mask marks; null: no mask
+        # the paired original's frame cut at this crop's box, when the fake follows a face that is not the
+        # original's own crop (another person): the full-reference reference; null otherwise
+        pa.field("ref_crop", pa.binary()),
+        pa.field("ref_crop_format", pa.string()),
     ]
 )
+
+#: ``track_choice``: the track a paired fake differs most from its original on; the dominant face (reals, fakes
+#: without an original); the track the dataset's manipulation mask covers most
+TRACK_CHOICES = ("manipulated", "dominant", "mask")
+#: crop columns holding image bytes: never read with the metadata
+CROP_IMAGE_COLUMNS = ("crop", "ref_crop")
+#: crop columns added after the first corpora; a shard without them reads them as nulls
+LATE_CROP_COLUMNS = ("face_tracks", "track_choice", "mask_fraction", "ref_crop", "ref_crop_format")
 
 VIDEO_STATUSES = ("ok", "partial", "no_face", "failed", "missing")
 
@@ -96,7 +112,7 @@ VIDEOS_SCHEMA = pa.schema(
 )
 
 LABEL_COLUMNS = [f.name for f in _LABEL_FIELDS]
-CROP_META_COLUMNS = [n for n in CROPS_SCHEMA.names if n != "crop"]
+CROP_META_COLUMNS = [n for n in CROPS_SCHEMA.names if n not in CROP_IMAGE_COLUMNS]
 
 
 def sample_id(dataset: str, video_id: str, frame_index: int) -> str:
