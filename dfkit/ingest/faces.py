@@ -1,4 +1,5 @@
-"""Faces for the engine: mediapipe full-range BlazeFace detection, the dominant-face track, square crops.
+"""Faces for the engine: mediapipe full-range BlazeFace detection, every face track (the dominant one first), and
+the per-track measures the engine chooses a fake's manipulated track with (change against the original, mask share).
 
 The detector is mediapipe's ``solutions.face_detection`` full-range model, shipped inside the mediapipe 0.10.21
 wheel (no download). The short-range model misses FF++-sized faces in 720p frames, so it is not the default.
@@ -99,11 +100,18 @@ def _close(a: np.ndarray, b: np.ndarray) -> float:
     return 0.01 * (1 - d / 0.5) if d < 0.5 else 0.0
 
 
-def dominant_track(dets_per_frame: list[list[Detection]], min_link: float = 0.0) -> list[Detection | None]:
-    """Link detections across the sampled frames into tracks (greedy, by overlap) and return the dominant one:
-    the track with the largest sum of ``score * sqrt(area)`` -- the face that is present, large and confident
-    across the video, rather than the largest box of each frame independently. ``None`` where the track has no
-    detection."""
+#: a face track other than the dominant one counts (``face_tracks``) when it is detected on at least this share of
+#: the sampled frames: a false detection on a frame or two is no second person
+MIN_TRACK_SHARE = 0.25
+
+
+def _weight(track: dict[int, Detection]) -> float:
+    """How dominant a track is: the sum of ``score * sqrt(area)`` over its detections."""
+    return float(sum(d.score * np.sqrt(d.area) for d in track.values()))
+
+
+def _link(dets_per_frame: list[list[Detection]], min_link: float) -> list[dict[int, Detection]]:
+    """Greedy linking by overlap: each frame's detections join the track whose last box is closest."""
     tracks: list[dict[int, Detection]] = []
     last: list[np.ndarray] = []
     for t, dets in enumerate(dets_per_frame):
@@ -121,10 +129,54 @@ def dominant_track(dets_per_frame: list[list[Detection]], min_link: float = 0.0)
             if j not in used_d:
                 tracks.append({t: d})
                 last.append(d.box)
-    if not tracks:
-        return [None] * len(dets_per_frame)
-    best = max(tracks, key=lambda tr: sum(d.score * np.sqrt(d.area) for d in tr.values()))
-    return [best.get(t) for t in range(len(dets_per_frame))]
+    return tracks
+
+
+def face_tracks(dets_per_frame: list[list[Detection]], min_link: float = 0.0,
+                min_share: float = MIN_TRACK_SHARE) -> list[list[Detection | None]]:
+    """Every face track across the sampled frames, the dominant first (largest sum of ``score * sqrt(area)``: the
+    face that is present, large and confident across the video, rather than the largest box of each frame). Each
+    track is a list over the frames, ``None`` where it has no detection. Besides the dominant one, only tracks
+    detected on at least ``min_share`` of the frames are kept. No detection at all: an empty list."""
+    n = len(dets_per_frame)
+    linked = sorted(_link(dets_per_frame, min_link), key=_weight, reverse=True)  # stable: ties keep their order
+    need = max(1, int(np.ceil(min_share * n)))
+    kept = linked[:1] + [tr for tr in linked[1:] if len(tr) >= need]
+    return [[tr.get(t) for t in range(n)] for tr in kept]
+
+
+def dominant_track(dets_per_frame: list[list[Detection]], min_link: float = 0.0) -> list[Detection | None]:
+    """The dominant face track of :func:`face_tracks`; all ``None`` when no face was found."""
+    tracks = face_tracks(dets_per_frame, min_link)
+    return tracks[0] if tracks else [None] * len(dets_per_frame)
+
+
+def luma_change(crop: np.ndarray, ref: np.ndarray) -> float:
+    """Mean absolute luma difference (grey levels) of two crops of the same place: how much a fake's face track
+    differs from its original there. Only a ranking of a video's tracks (which one was manipulated); the corpus's
+    change measures are the full-reference ones of ``dfkit quality``."""
+    a = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    b = cv2.cvtColor(np.ascontiguousarray(ref), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(a - b).mean())
+
+
+#: a mask video's pixel marks the manipulated region where its luma exceeds this
+MASK_LUMA = 127
+
+
+def mask_share(mask_rgb: np.ndarray, box: np.ndarray | None) -> float | None:
+    """The share of ``box`` (source pixels; the whole image when None) that a mask frame marks (luma >
+    :data:`MASK_LUMA`); None for an empty box."""
+    h, w = mask_rgb.shape[:2]
+    if box is None:
+        x0, y0, x1, y1 = 0, 0, w, h
+    else:
+        x0, y0 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
+        x1, y1 = min(int(round(box[2])), w), min(int(round(box[3])), h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    patch = np.ascontiguousarray(mask_rgb[y0:y1, x0:x1])
+    return float((cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) > MASK_LUMA).mean())
 
 
 def fill_track(track: list[Detection | None]) -> list[tuple[np.ndarray, str] | None]:
