@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfkit.corpus.codec import decode_crop
-from dfkit.corpus.schema import CROP_META_COLUMNS, OFFICIAL_SCHEME, SPLIT_SCHEME_COLUMNS, split_path
+from dfkit.corpus.schema import CROP_META_COLUMNS, CROPS_SCHEMA, OFFICIAL_SCHEME, SPLIT_SCHEME_COLUMNS, split_path
 from dfkit.corpus.store import (MANIFEST, committed_shards, corrupt_shard_error, read_manifest, read_shard,
                                 read_shards)
 from dfkit.errors import DfkitError
@@ -160,7 +160,7 @@ class Corpus:
     def _read_meta(self) -> pd.DataFrame:
         frames = []
         for i, p in enumerate(self.crop_files()):
-            t = read_shard(p, columns=CROP_META_COLUMNS)
+            t = read_crop_meta(p)
             df = t.to_pandas()
             df["_file"] = i
             df["_row"] = np.arange(len(df), dtype=np.int64)
@@ -225,6 +225,20 @@ class Corpus:
         cols["image"] = images
         ds = datasets.Dataset.from_dict(cols)
         return ds.cast_column("image", datasets.Image(decode=decode))
+
+
+def read_crop_meta(path: Path) -> pa.Table:
+    """The metadata columns (no image bytes) of one crops shard; a column the shard predates (an older corpus)
+    reads as nulls of its schema type, so every shard gives the same columns."""
+    try:
+        present = set(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as e:
+        raise corrupt_shard_error(path, e) from None
+    t = read_shard(path, columns=[c for c in CROP_META_COLUMNS if c in present])
+    for c in CROP_META_COLUMNS:
+        if c not in present:
+            t = t.append_column(CROPS_SCHEMA.field(c).with_nullable(True), pa.nulls(len(t), CROPS_SCHEMA.field(c).type))
+    return t.select(CROP_META_COLUMNS)
 
 
 def apply_split(df: pd.DataFrame, assignment: pd.DataFrame | None, check: bool = True) -> pd.DataFrame:
