@@ -6,13 +6,30 @@ Read :func:`process_video` top to bottom to follow a video:
 2. choose frames: N evenly spaced, or the paired original's frames     -> ``video.sample_indices``
 3. decode only those frames                                            -> ``video.read_frames``
 4. detect faces on each (mediapipe full-range BlazeFace)               -> ``faces.FaceDetector``
-5. follow the dominant face as a track across the frames               -> ``faces.dominant_track``
+5. link detections into every face track (``face_tracks``) and choose
+   the one to cut (``track_choice``)                                   -> ``faces.face_tracks``, :func:`_choose`
+
+   * ``mask``: the dataset ships a manipulation-mask video (FF++/DFD ``masks/videos``, the adapter's
+     ``extra["mask_path"]``): it is decoded at the same frames and the track whose face box it covers most is
+     cut; every crop records ``mask_fraction``. A mask that cannot be used is a note in the video's ``reason``.
+   * ``manipulated``: a paired fake (its original is in the corpus, same frame size). When the original has one
+     face track -- the common FF++ case -- the fake is cut on the original's boxes, exactly as without the choice
+     and with no extra decode. When it has more (DFDC, DFD: the swapped face need not be the dominant one), the
+     original is decoded at the same frames and the fake's track that differs most from it at the same place
+     (``faces.luma_change``) is cut.
+   * ``dominant``: everything else (reals, fakes without an original): the dominant face (largest sum of
+     ``score * sqrt(area)``).
+
+   A fake cut on a face that is not its original's own crop carries the original's frame cut at the same box
+   (``ref_crop``), so full-reference metrics still compare it pixel for pixel (``dfkit.quality.fullref``).
+   ``DFKIT_TRACK_SELECTION=0`` turns the choice off (dominant track / original's boxes, the columns null).
 6. square crop with a margin, resize, encode losslessly                -> ``corpus.geometry.crop_square`` / ``corpus.codec.encode_crop``
 7. one row per crop, one row for the video (status, counts, reason)
 
 :func:`run_ingest` lists the adapter's videos, skips those already in the corpus, schedules originals before the
-fakes made from them (so a fake is cut on its original's frames and boxes), runs :func:`process_video` in worker
-processes, and commits results through :class:`~dfkit.corpus.writer.CorpusWriter`.
+fakes made from them (so a fake is cut on its original's frames and boxes, and knows its original's file and face
+count), runs :func:`process_video` in worker processes, and commits results through
+:class:`~dfkit.corpus.writer.CorpusWriter`.
 """
 
 from __future__ import annotations
@@ -78,16 +95,36 @@ class IngestParams:
 @dataclass
 class VideoTask:
     record: VideoRecord
-    #: the paired original's ``{frame_index: crop_box}``; the fake is cut on exactly these frames and boxes
+    #: the paired original's ``{frame_index: crop_box}``; the fake is cut on exactly these frames (and, unless another
+    #: of its faces is the manipulated one, on these boxes)
     pair_boxes: dict[int, list[float]] | None = None
     #: the original's frame size; pairing applies only when the fake's is the same (frame-aligned)
     pair_size: tuple[int, int] | None = None
+    #: the original's file, decoded at the fake's frames only to compare its face tracks with the fake's
+    pair_path: Path | None = None
+    #: how many face tracks the original has (None: unknown, e.g. a corpus made before ``face_tracks``); only with
+    #: more than one is there a track to choose
+    pair_tracks: int | None = None
 
 
 @dataclass
 class VideoResult:
     video_row: dict[str, Any]
     crop_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: ``DFKIT_TRACK_SELECTION=0``: every video is cut on its dominant track as before the track choice (phase 5; the
+#: ingest benchmark measures the choice's cost with it); worker processes inherit it
+TRACK_SELECTION_ENV = "DFKIT_TRACK_SELECTION"
+#: a fake's track is the original's dominant one (cut on the original's boxes) when their crop boxes overlap this much
+SAME_TRACK_IOU = 0.5
+#: side (px) of the crops the tracks of a fake and its original are compared on (a ranking, not a measurement)
+COMPARE_SIZE = 64
+
+
+def track_selection() -> bool:
+    """Whether phase 5 chooses among a video's face tracks (see :data:`TRACK_SELECTION_ENV`)."""
+    return os.environ.get(TRACK_SELECTION_ENV, "1") != "0"
 
 
 # -- one video ------------------------------------------------------------------------------------------------
@@ -114,6 +151,230 @@ def _label_columns(rec: VideoRecord) -> dict[str, Any]:
     }
 
 
+def _note(vrow: dict[str, Any], text: str) -> None:
+    """Add a note to an ok video's ``reason`` (several are joined with "; ")."""
+    vrow["reason"] = f"{vrow['reason']}; {text}" if vrow.get("reason") else text
+
+
+Decoded = list[tuple[int, float, np.ndarray]]
+
+
+@dataclass
+class _Track:
+    """One candidate face track, per decoded frame: the crop box, where it came from (``box_source``), the
+    detection and the face box (detected, or interpolated between detections)."""
+
+    crop_boxes: list[np.ndarray | None]
+    sources: list[str | None]
+    dets: list[faces.Detection | None]
+    boxes: list[np.ndarray | None]
+    #: cut on the paired original's own boxes (its crops are the fake's references)
+    paired: bool = False
+
+    @classmethod
+    def empty(cls, n: int) -> "_Track":
+        return cls([None] * n, [None] * n, [None] * n, [None] * n)
+
+    def face_box(self, t: int) -> np.ndarray | None:
+        return self.boxes[t] if self.boxes[t] is not None else self.crop_boxes[t]
+
+
+@dataclass
+class _Choice:
+    """Phase 5's answer: the track the video is cut on, how it was chosen, and what goes with it."""
+
+    track: _Track
+    how: str | None  # schema.TRACK_CHOICES; None with the choice switched off
+    n_tracks: int | None
+    #: the original's frames (per decoded frame; None where not decoded) when the fake's references are cut here
+    refs: list[np.ndarray | None] | None = None
+    masks: list[np.ndarray | None] | None = None
+
+
+def _probe(rec: VideoRecord) -> tuple[video.VideoInfo, np.ndarray | None, list[Path]]:
+    """Phase 1: the file's facts; an image's pixels and a frame folder's files come with them."""
+    if rec.kind == "image":
+        image = video.read_image(rec.path)
+        return video.VideoInfo(image.shape[1], image.shape[0], 0.0, None, "image", 1, True), image, []
+    if rec.kind == "frames":  # a folder of frame images (face-sequence datasets): index = sorted position
+        files = video.list_frame_files(rec.path)
+        first = video.read_image(files[0])
+        return video.VideoInfo(first.shape[1], first.shape[0], 0.0, None, "frames", len(files), True), None, files
+    return video.probe(rec.path), None, []
+
+
+def _decode(rec: VideoRecord, indices: list[int], image: np.ndarray | None, frame_files: list[Path]
+            ) -> tuple[Decoded, video.MediaError | None]:
+    """Phase 3: the frames at ``indices``; frames decoded before a mid-stream error are kept (the video becomes
+    partial, not failed)."""
+    if rec.kind == "image":
+        return [(0, 0.0, image)], None
+    decoded: Decoded = []
+    problem = None
+    if rec.kind == "frames":
+        for i in indices:
+            try:
+                decoded.append((i, float(i), video.read_image(frame_files[i])))
+            except video.MediaError as e:
+                problem = video.MediaError("decode", f"{frame_files[i].name}: {e.reason}")
+        return decoded, problem
+    try:
+        for fr in video.read_frames(rec.path, indices):
+            decoded.append(fr)
+    except video.MediaError as e:
+        problem = e
+    return decoded, problem
+
+
+def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int]) -> tuple[list[np.ndarray | None], str | None]:
+    """Another video's frames (an original, a mask) at the decoded frames' indices, or why not: per decoded frame,
+    None where it has none. A video of another frame size is no frame-aligned companion."""
+    try:
+        info = video.probe(path)
+        if (info.width, info.height) != size:
+            return [], f"its frame size {info.width}x{info.height} differs from {size[0]}x{size[1]}"
+        got = {i: rgb for i, _, rgb in video.read_frames(path, [fi for fi, _, _ in decoded])}
+    except video.MediaError as e:
+        return [], f"{e.stage}: {e.reason}"
+    return [got.get(fi) for fi, _, _ in decoded], None
+
+
+def _candidates(detections: list[list[faces.Detection]], decoded: Decoded, task: VideoTask, paired: bool,
+                params: IngestParams) -> tuple[list[_Track], int]:
+    """Every face track as a candidate (dominant first), and how many the video has. For a paired fake, the track
+    on the original's dominant face -- the fake's track whose boxes overlap the original's, or the first (dominant)
+    when only one is asked for -- is cut on the original's boxes and listed first."""
+    tracks = faces.face_tracks(detections)
+    cands = []
+    for tr in tracks:
+        filled = faces.fill_track(tr)
+        cands.append(_Track([None if f is None else square_crop_box(f[0], params.margin) for f in filled],
+                            [None if f is None else f[1] for f in filled], list(tr),
+                            [None if f is None else f[0] for f in filled]))
+    if not paired:
+        return cands, len(tracks)
+    boxes = [np.asarray(task.pair_boxes[fi], dtype=np.float32) if fi in task.pair_boxes else None
+             for fi, _, _ in decoded]
+    same = _same_track(cands, boxes) if (task.pair_tracks or 1) > 1 else (0 if cands else None)
+    face = cands[same] if same is not None else _Track.empty(len(decoded))
+    own = _Track(boxes, ["paired"] * len(boxes), face.dets, face.boxes, paired=True)
+    return [own] + [c for k, c in enumerate(cands) if k != same], len(tracks)
+
+
+def _same_track(cands: list[_Track], boxes: list[np.ndarray | None]) -> int | None:
+    """The candidate whose crop boxes overlap ``boxes`` most (mean IoU over shared frames, at least
+    :data:`SAME_TRACK_IOU`), or None."""
+    best, best_v = None, SAME_TRACK_IOU
+    for k, c in enumerate(cands):
+        v = [faces.iou(a, b) for a, b in zip(c.crop_boxes, boxes) if a is not None and b is not None]
+        if v and float(np.mean(v)) >= best_v:
+            best, best_v = k, float(np.mean(v))
+    return best
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else -1.0
+
+
+def _by_mask(cands: list[_Track], masks: list[np.ndarray | None]) -> int:
+    """The candidate whose face boxes the mask covers most."""
+    return int(np.argmax([_mean(faces.mask_share(m, c.face_box(t)) for t, m in enumerate(masks) if m is not None)
+                          for c in cands]))
+
+
+def _by_change(cands: list[_Track], decoded: Decoded, refs: list[np.ndarray | None]) -> int:
+    """The candidate on which the fake differs most from its original at the same place."""
+    def change(c: _Track) -> float:
+        return _mean(faces.luma_change(crop_square(rgb, b, COMPARE_SIZE), crop_square(ref, b, COMPARE_SIZE))
+                     for (_, _, rgb), ref, b in zip(decoded, refs, c.crop_boxes) if ref is not None and b is not None)
+
+    return int(np.argmax([change(c) for c in cands]))
+
+
+def _mask_path(rec: VideoRecord) -> Path | None:
+    """The dataset's manipulation-mask video of this fake (``extra["mask_path"]``, relative to the dataset root)."""
+    rel = rec.extra.get("mask_path") if rec.extra else None
+    own = rec.path.as_posix()
+    if not rel or ".." in Path(rel).parts or not own.endswith("/" + rec.rel_path):
+        return None
+    return Path(own[:-len(rec.rel_path)]) / rel
+
+
+def _choose(task: VideoTask, detections: list[list[faces.Detection]], decoded: Decoded, paired: bool,
+            info: video.VideoInfo, params: IngestParams, vrow: dict[str, Any]) -> _Choice:
+    """Phase 5: the face track to cut. A mask video marks it (``mask``); else, for a paired fake whose original
+    has more than one face, the track the fake differs most from its original on (``manipulated``; the original
+    is decoded at the same frames); else a paired fake keeps its original's boxes (``manipulated``: its one face)
+    and everything else its dominant face (``dominant``)."""
+    rec = task.record
+    cands, n_tracks = _candidates(detections, decoded, task, paired, params)
+    if not track_selection():
+        return _Choice(cands[0] if cands else _Track.empty(len(decoded)), None, None)
+    if not cands:
+        return _Choice(_Track.empty(len(decoded)), "dominant", n_tracks)
+    size = (info.width, info.height)
+    masks = None
+    mask = _mask_path(rec) if rec.label == "fake" else None
+    if mask is not None:
+        masks, why = _frames_at(mask, decoded, size)
+        if why:
+            _note(vrow, f"mask {rec.extra['mask_path']} not used: {why}")
+            masks = None
+    choice = _Choice(cands[0], "manipulated" if paired else "dominant", n_tracks, masks=masks)
+    if masks is not None and any(m is not None for m in masks):
+        choice.track, choice.how = cands[_by_mask(cands, masks)], "mask"
+    elif paired and len(cands) > 1 and (task.pair_tracks or 1) > 1 and task.pair_path is not None:
+        choice.refs = _originals(task, decoded, size, vrow)
+        if choice.refs is not None:
+            choice.track = cands[_by_change(cands, decoded, choice.refs)]
+    if paired and not choice.track.paired and choice.refs is None and task.pair_path is not None:
+        choice.refs = _originals(task, decoded, size, vrow)  # a mask chose another face: its references
+    return choice
+
+
+def _originals(task: VideoTask, decoded: Decoded, size: tuple[int, int], vrow: dict[str, Any]
+               ) -> list[np.ndarray | None] | None:
+    refs, why = _frames_at(task.pair_path, decoded, size)
+    if why:
+        _note(vrow, f"original {task.pair_path.name} not compared: {why}")
+        return None
+    return refs
+
+
+def _crop_rows(rec: VideoRecord, labels: dict[str, Any], info: video.VideoInfo, decoded: Decoded,
+               choice: _Choice, params: IngestParams) -> list[dict[str, Any]]:
+    """Phase 6: one row per decoded frame on which the chosen track has a box."""
+    tr = choice.track
+    rows = []
+    for t, (fi, ts, rgb) in enumerate(decoded):
+        crop_box, d = tr.crop_boxes[t], tr.dets[t]
+        if crop_box is None:
+            continue  # no face on this frame: counted, no row
+        data, fmt = encode_crop(crop_square(rgb, crop_box, params.size), params.encoding)
+        ref, ref_fmt = None, None
+        if choice.refs is not None and not tr.paired and choice.refs[t] is not None:
+            ref, ref_fmt = encode_crop(crop_square(choice.refs[t], crop_box, params.size), params.encoding)
+        mask = choice.masks[t] if choice.masks is not None else None
+        bbox = tr.boxes[t]
+        rows.append({
+            "sample_id": sample_id(rec.dataset, rec.video_id, fi), **labels,
+            "frame_index": fi, "timestamp_s": ts,
+            "width": info.width, "height": info.height, "fps": info.fps, "bitrate": info.bitrate,
+            "codec": info.codec, "n_frames": info.n_frames,
+            "bbox": None if bbox is None else [float(v) for v in bbox],
+            "det_score": d.score if d is not None else None,
+            "box_source": tr.sources[t],
+            "landmarks": None if d is None or d.keypoints is None else d.keypoints.ravel().tolist(),
+            "crop_box": [float(v) for v in crop_box], "crop": data, "crop_format": fmt,
+            "crop_size": params.size,
+            "face_tracks": choice.n_tracks, "track_choice": choice.how,
+            "mask_fraction": None if mask is None else faces.mask_share(crop_square(mask, crop_box, params.size), None),
+            "ref_crop": ref, "ref_crop_format": ref_fmt,
+        })
+    return rows
+
+
 def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
     """Everything the engine does to one video. Never raises for a bad file: the problem goes in the result."""
     rec = task.record
@@ -137,16 +398,7 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         return finish("missing", "list", "listed in the dataset's metadata but the file is absent")
     try:
         # 1. probe
-        frame_files: list[Path] = []
-        if rec.kind == "image":
-            image = video.read_image(rec.path)
-            info = video.VideoInfo(image.shape[1], image.shape[0], 0.0, None, "image", 1, True)
-        elif rec.kind == "frames":  # a folder of frame images (face-sequence datasets): index = sorted position
-            frame_files = video.list_frame_files(rec.path)
-            first = video.read_image(frame_files[0])
-            info = video.VideoInfo(first.shape[1], first.shape[0], 0.0, None, "frames", len(frame_files), True)
-        else:
-            info = video.probe(rec.path)
+        info, image, frame_files = _probe(rec)
         vrow.update(width=info.width, height=info.height, fps=info.fps, bitrate=info.bitrate,
                     codec=info.codec, n_frames=info.n_frames)
 
@@ -164,22 +416,7 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         vrow["frame_indices"] = indices
 
         # 3. decode only those frames
-        decoded: list[tuple[int, float, np.ndarray]] = []
-        decode_problem = None
-        if rec.kind == "image":
-            decoded = [(0, 0.0, image)]
-        elif rec.kind == "frames":
-            for i in indices:
-                try:
-                    decoded.append((i, float(i), video.read_image(frame_files[i])))
-                except video.MediaError as e:
-                    decode_problem = video.MediaError("decode", f"{frame_files[i].name}: {e.reason}")
-        else:
-            try:  # frames decoded before a mid-stream error are kept (the video becomes partial, not failed)
-                for fr in video.read_frames(rec.path, indices):
-                    decoded.append(fr)
-            except video.MediaError as e:
-                decode_problem = e
+        decoded, decode_problem = _decode(rec, indices, image, frame_files)
         vrow["n_decoded"] = len(decoded)
         if not decoded:
             e = decode_problem or video.MediaError("decode", "no frame could be decoded")
@@ -189,34 +426,11 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         det = _detector(params)
         detections = [det.detect(rgb) for _, _, rgb in decoded]
 
-        # 5. the dominant face, followed across frames; gaps inside the track interpolated
-        track = faces.dominant_track(detections)
-        boxes = faces.fill_track(track)
+        # 5. every face track; the one to cut (mask, change against the original, or the dominant face)
+        choice = _choose(task, detections, decoded, paired, info, params, vrow)
 
-        # 6. crop: paired fakes on the original's box, everything else on its own track
-        crops = []
-        for (fi, ts, rgb), d, tb in zip(decoded, track, boxes):
-            if paired and fi in task.pair_boxes:
-                crop_box, box_source = np.asarray(task.pair_boxes[fi], dtype=np.float32), "paired"
-            elif tb is not None:
-                crop_box, box_source = square_crop_box(tb[0], params.margin), tb[1]
-            else:
-                continue  # no face on this frame: counted, no row
-            img = crop_square(rgb, crop_box, params.size)
-            data, fmt = encode_crop(img, params.encoding)
-            bbox = d.box if d is not None else (tb[0] if tb is not None else None)
-            crops.append({
-                "sample_id": sample_id(rec.dataset, rec.video_id, fi), **labels,
-                "frame_index": fi, "timestamp_s": ts,
-                "width": info.width, "height": info.height, "fps": info.fps, "bitrate": info.bitrate,
-                "codec": info.codec, "n_frames": info.n_frames,
-                "bbox": None if bbox is None else [float(v) for v in bbox],
-                "det_score": d.score if d is not None else None,
-                "box_source": box_source if d is None or box_source == "paired" else "detected",
-                "landmarks": None if d is None or d.keypoints is None else d.keypoints.ravel().tolist(),
-                "crop_box": [float(v) for v in crop_box], "crop": data, "crop_format": fmt,
-                "crop_size": params.size,
-            })
+        # 6. crop on the chosen track (+ the original's crop at the same box when it is not the original's own)
+        crops = _crop_rows(rec, labels, info, decoded, choice, params)
 
         # 7. the video's own row
         vrow["n_crops"] = len(crops)
@@ -280,11 +494,39 @@ def _size(p: Path) -> int:
         return 0
 
 
-def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask], dict[str, list[VideoRecord]]]:
+def _track_counts(corpus: Path, dataset: str, video_ids: set[str]) -> dict[str, int]:
+    """``video_id -> face_tracks`` of videos already in the corpus (shards made before the column say nothing)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from dfkit.corpus.store import committed_shards, read_shard
+
+    out: dict[str, int] = {}
+    cols = ["dataset", "video_id", "face_tracks"]
+    for sh in committed_shards(corpus, "crops"):
+        if "face_tracks" not in pq.read_schema(sh.path).names:
+            continue
+        t = read_shard(sh.path, cols)
+        t = t.filter(pc.and_(pc.equal(t["dataset"], dataset), pc.is_in(t["video_id"], pa.array(sorted(video_ids)))))
+        for v, n in zip(t["video_id"].to_pylist(), t["face_tracks"].to_pylist()):
+            if n is not None:
+                out[v] = n
+    return out
+
+
+def _fake_task(fake: VideoRecord, boxes: dict[int, list[float]] | None, size: tuple[int, int] | None,
+               original: VideoRecord | None, n_tracks: int | None) -> VideoTask:
+    return VideoTask(fake, boxes or None, size, original.path if original is not None else None, n_tracks)
+
+
+def plan_tasks(records: list[VideoRecord], corpus: Path, listed: list[VideoRecord] | None = None
+               ) -> tuple[list[VideoTask], dict[str, list[VideoRecord]]]:
     """Split records into tasks to run now and fakes waiting for an original of this run.
 
     A fake whose original is in this run waits for it; one whose original is already in the corpus gets the
-    original's boxes from the shards; one without its original is processed on its own.
+    original's boxes and face-track count from the shards (and its file from ``listed``, the adapter's whole
+    listing); one without its original is processed on its own.
     """
     from dfkit.corpus.writer import video_crop_boxes
 
@@ -300,9 +542,12 @@ def plan_tasks(records: list[VideoRecord], corpus: Path) -> tuple[list[VideoTask
         else:
             ready.append(VideoTask(r))
     if from_corpus:
-        boxes, sizes = video_crop_boxes(corpus, from_corpus[0].dataset, {r.pair_video_id for r in from_corpus})
-        ready.extend(VideoTask(r, boxes.get(r.pair_video_id) or None, sizes.get(r.pair_video_id))
-                     for r in from_corpus)
+        ids = {r.pair_video_id for r in from_corpus}
+        boxes, sizes = video_crop_boxes(corpus, from_corpus[0].dataset, ids)
+        counts = _track_counts(corpus, from_corpus[0].dataset, ids)
+        originals = {r.video_id: r for r in listed or [] if r.video_id in ids}
+        ready.extend(_fake_task(r, boxes.get(r.pair_video_id), sizes.get(r.pair_video_id),
+                                originals.get(r.pair_video_id), counts.get(r.pair_video_id)) for r in from_corpus)
     # longest chains first (an original and the fakes waiting for it count together), so that no long video
     # starts last and leaves the other workers idle
     def cost(t: VideoTask) -> int:  # the longest chain a task starts: itself, then its slowest fake
@@ -380,7 +625,7 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             todo = todo[:limit]
         if summary.skipped:
             log(f"resuming: {summary.skipped} of {len(records)} videos already in {corpus}")
-        ready, waiting = plan_tasks(todo, corpus)
+        ready, waiting = plan_tasks(todo, corpus, records)
         total = len(todo)
         bar = tqdm(total=total, unit="video", desc=f"ingest {adapter.name}", disable=not progress,
                    dynamic_ncols=True, smoothing=0.1)
@@ -407,8 +652,9 @@ def run_ingest(adapter: Adapter, corpus: str | Path, params: IngestParams, worke
             bar.update(1)
             # fakes waiting for this original can start now, on its frames and boxes
             fakes = waiting.pop(task.record.video_id, [])
-            boxes = {r["frame_index"]: r["crop_box"] for r in res.crop_rows} or None
-            return [VideoTask(f, boxes, (v.get("width"), v.get("height"))) for f in fakes]
+            boxes = {r["frame_index"]: r["crop_box"] for r in res.crop_rows}
+            n_tracks = res.crop_rows[0].get("face_tracks") if res.crop_rows else None
+            return [_fake_task(f, boxes, (v.get("width"), v.get("height")), task.record, n_tracks) for f in fakes]
 
         try:
             with guard.installed():
