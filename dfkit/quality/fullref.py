@@ -4,7 +4,10 @@ Two uses, one function (:func:`compute_fullref`):
 
 * ``on="pair"`` (default): a fake crop against its original -- the row of ``ref_table`` with
   ``video_id == fake.pair_video_id`` (same ``dataset``) and the same ``frame_index``. Paired fakes are cut with the
-  original's ``crop_box``, so the crops compare pixel for pixel: this measures the manipulation.
+  original's ``crop_box``, so the crops compare pixel for pixel: this measures the manipulation. A fake cut on a face
+  that is not its original's own crop (ingest chose another person's track: ``track_choice``) carries the
+  original's frame cut at its own box in ``ref_crop``; that reference is preferred when present (``ref_sample_id``
+  still names the original's frame).
 * ``on="content"``: a compressed crop against the same content at another compression level -- the row of
   ``ref_table`` with the same ``dataset``, ``content_id`` and ``frame_index`` (the lowest compression level when
   several match, never the row itself). Detection ran separately per level, so crop boxes may differ slightly: the
@@ -42,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from dfkit.corpus.codec import try_decode_crop
+from dfkit.corpus.schema import CROP_IMAGE_COLUMNS, sample_id
 from dfkit.quality.metrics.compression import compression_level
 from dfkit.quality.view import CropView, effective_crop_box
 
@@ -270,10 +274,12 @@ def compute_fullref(fake_table: pa.Table, ref_table: pa.Table, on: str = "pair",
 
 def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_size) -> pa.Table:
     learned = load_learned(learned_weights) if learned_weights is not None else {}
-    rows = fake_table.select([c for c in fake_table.column_names if c != "crop"]).to_pylist()
-    refs = ref_table.select([c for c in ref_table.column_names if c != "crop"]).to_pylist()
+    rows = fake_table.select([c for c in fake_table.column_names if c not in CROP_IMAGE_COLUMNS]).to_pylist()
+    refs = ref_table.select([c for c in ref_table.column_names if c not in CROP_IMAGE_COLUMNS]).to_pylist()
     crops = fake_table.column("crop").to_pylist()
     ref_crops = ref_table.column("crop").to_pylist()
+    own_refs = (fake_table.column("ref_crop").to_pylist() if on == "pair" and "ref_crop" in fake_table.column_names
+                else [None] * fake_table.num_rows)
     match = _match(rows, refs, on)
     n = len(rows)
     cols = {k: [None] * n for k in fullref_schema(metrics, list(learned)).names}
@@ -300,11 +306,15 @@ def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_
                 cols[f"fr_{name}"][i] = float(v) if np.isfinite(v) else None
 
     for i, (row, j) in enumerate(zip(rows, match)):
-        if j is None:
+        if own_refs[i] is not None:  # the original cut at this crop's own box: compares as it is
+            ref, ref_bytes = row, own_refs[i]
+            ref_id = sample_id(row.get("dataset"), row.get("pair_video_id"), row.get("frame_index"))
+        elif j is not None:
+            ref, ref_bytes, ref_id = refs[j], ref_crops[j], refs[j].get("sample_id")
+        else:
             continue
-        ref = refs[j]
-        cols["ref_sample_id"][i] = ref.get("sample_id")
-        x, y = try_decode_crop(crops[i]), try_decode_crop(ref_crops[j])
+        cols["ref_sample_id"][i] = ref_id
+        x, y = try_decode_crop(crops[i]), try_decode_crop(ref_bytes)
         if x is None or y is None:
             errors[i].append("crop: undecodable or missing crop bytes")
             continue
