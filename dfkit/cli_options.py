@@ -19,7 +19,7 @@ from dfkit.train.settings import TrainSettings
 
 #: the shared option names: no other dfkit module defines an option with one of these
 SHARED = ("--corpus", "--workers", "--quiet", "--out", "--weights", "--datasets", "--methods", "--splits",
-          "--min-quality")
+          "--min-quality", "--drop-suspect")
 
 CORPUS_HELP = "Corpus directory (default: $DFKIT_CORPUS, the config file's `corpus:`, else ./dfkit-corpus)."
 
@@ -90,6 +90,25 @@ def splits_opt(help: str) -> Any:  # noqa: A002
 def min_quality_opt(command: str) -> Any:
     """``--min-quality Q`` with what it filters in ``command`` (a key of :data:`MIN_QUALITY_HELP`)."""
     return hidden(None, "--min-quality", help=MIN_QUALITY_HELP[command])
+
+
+#: what ``--drop-suspect`` leaves out, per command (shown in its ``--help``)
+DROP_SUSPECT_HELP = {
+    "train": "Leave the suspect crops (fakes on which `dfkit quality` found (almost) no change against the paired "
+             "original: probably not manipulated) out of training and validation; the test split is not filtered. "
+             "data.json says how many were dropped per split and class (needs `dfkit quality`)",
+    "eval": "Leave the suspect crops (fakes on which `dfkit quality` found (almost) no change against the paired "
+            "original) out of the evaluated crops; eval.json says how many per class (needs `dfkit quality`).",
+}
+
+
+def drop_suspect_opt(command: str) -> Any:
+    """``--drop-suspect``: in ``train`` a setting (``--drop-suspect/--keep-suspect``, None = not given, so a
+    ``--config`` file or the resumed run decides), in ``eval`` a flag (off by default)."""
+    if command == "train":
+        return hidden(None, "--drop-suspect/--keep-suspect",
+                      help=DROP_SUSPECT_HELP["train"] + f" (default: {train_on('drop_suspect', 'drop', 'keep')}).")
+    return typer.Option(False, "--drop-suspect", help=DROP_SUSPECT_HELP[command])
 
 
 def train_default(name: str) -> str:

@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from dfkit import services
-from dfkit.cli_options import (CorpusOpt, corpus_opt, datasets_opt, default_text, methods_opt, min_quality_opt,
-                               out_opt, quiet_opt, weights_opt, workers_opt)
+from dfkit.cli_options import (CorpusOpt, corpus_opt, datasets_opt, default_text, drop_suspect_opt, methods_opt,
+                               min_quality_opt, out_opt, quiet_opt, weights_opt, workers_opt)
 from dfkit.cli_options import hidden as _opt
 from dfkit.cli_options import train_default as _dflt
 from dfkit.cli_options import train_on as _on
@@ -76,6 +76,7 @@ def train(
                                    f"(default: {_on('augment')})."),
     drop_real: Optional[bool] = _opt(None, "--drop-real/--keep-real", help="Attribution without the real "
                                      f"class (default: {_on('drop_real', 'drop', 'keep')})."),
+    drop_suspect: Optional[bool] = drop_suspect_opt("train"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint "
                                 "(its saved settings apply; e.g. raise --epochs to extend it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
@@ -97,8 +98,8 @@ def train(
                  min_quality=min_quality, split=split, split_seed=split_seed, epochs=epochs, img_size=img_size,
                  crop=crop, batch_size=batch_size, lr=lr, seed=seed, out=out, contrastive=contrastive,
                  contrastive_mode=contrastive_mode, probe_epochs=probe_epochs, pretrained=pretrained, weights=weights,
-                 augment=augment, drop_real=drop_real, device=device, workers=workers, threads=threads,
-                 progress=False if quiet else None)
+                 augment=augment, drop_real=drop_real, drop_suspect=drop_suspect, device=device, workers=workers,
+                 threads=threads, progress=False if quiet else None)
     services.train(given, config=config, resume=resume, overwrite=overwrite, echo=typer.echo)
 
 
@@ -124,13 +125,14 @@ def eval_cmd(
     edc_max_discard: float = typer.Option(_d(services.evaluate, "edc_max_discard"), "--edc-max-discard",
                                           help="Largest discarded fraction of the EDC (beyond ~80% too few videos "
                                           "remain to measure an error)."),
+    drop_suspect: bool = drop_suspect_opt("eval"),
 ) -> None:
     """Evaluate a run: frame- and video-level metrics with bootstrap CIs over videos, confusion matrices,
     cross-dataset attribution (unseen methods reported apart), predictions.parquet; --edc: error versus discard."""
     _quiet_logs()
     services.evaluate(run, corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality,
                       n_boot=n_boot, batch_size=batch_size, device=device, workers=workers, threads=threads,
-                      edc=edc, edc_max_discard=edc_max_discard, echo=typer.echo)
+                      edc=edc, edc_max_discard=edc_max_discard, drop_suspect=drop_suspect, echo=typer.echo)
 
 
 experiment_app = typer.Typer(help="Experiments: quality sweep at equal training size; cross-dataset matrix.",
@@ -177,6 +179,10 @@ def quality_sweep_cmd(
                                          "scale, under, over, h264."),
     separation_only: bool = typer.Option(False, "--separation-only", help="With --inject: report the AUROC only, "
                                          "train nothing."),
+    suspect_arm: bool = typer.Option(False, "--suspect-arm", help="Add the arm 'drop suspect labels': all training "
+                                     "crops but the suspect ones (as `dfkit train --drop-suspect`; needs `dfkit "
+                                     "quality`), at the same size, compared paired with the unfiltered arm "
+                                     "(threshold 0)."),
 ) -> None:
     """Train and evaluate at several --min-quality thresholds with the training-set size held equal (subsampled
     by video to the smallest arm, per class), over seeds, plus a low-quality-only arm: table + plot with CIs and
@@ -188,7 +194,7 @@ def quality_sweep_cmd(
                  workers=workers, threads=threads, progress=False)
     services.quality_sweep(given, config=config, thresholds=thresholds, seeds=seeds, low_arm=low_arm,
                            metric=metric, level=level, n_boot=n_boot, out=out, inject=inject,
-                           separation_only=separation_only, echo=typer.echo)
+                           separation_only=separation_only, suspect_arm=suspect_arm, echo=typer.echo)
 
 
 @experiment_app.command("cross-dataset")

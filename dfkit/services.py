@@ -373,8 +373,9 @@ def evaluate(run: PathLike, *, corpus: Optional[PathLike] = None, datasets: Opti
              split: str = "test", out: Optional[PathLike] = None, min_quality: Optional[float] = None,
              n_boot: int = 1000, batch_size: int = 128, device: str = "auto", workers: Optional[int] = None,
              threads: Optional[int] = None, edc: bool = False, edc_max_discard: float = 0.8,
-             echo: Echo = silent) -> dict[str, Any]:
-    """``dfkit eval``: evaluate a run (metrics with bootstrap CIs, reports, predictions); returns the report."""
+             drop_suspect: bool = False, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit eval``: evaluate a run (metrics with bootstrap CIs, reports, predictions); returns the report.
+    ``drop_suspect``: leave the suspect crops out of the evaluated ones."""
     from dfkit.train.evaluation import eval_run
 
     if n_boot < 0:
@@ -383,7 +384,7 @@ def evaluate(run: PathLike, *, corpus: Optional[PathLike] = None, datasets: Opti
         raise DfkitError("--edc-max-discard must lie in [0.05, 1): the curve steps by 5% and something must remain")
     return eval_run(Path(run), corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality,
                     n_boot=n_boot, batch_size=batch_size, workers=workers, device=device, threads=threads,
-                    echo=echo, edc=edc, edc_max_discard=edc_max_discard)
+                    echo=echo, edc=edc, edc_max_discard=edc_max_discard, drop_suspect=drop_suspect)
 
 
 def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = None,
@@ -391,23 +392,27 @@ def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = Non
                   seeds: Union[str, Sequence[int]] = (0, 1, 2), low_arm: bool = True,
                   metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
                   out: PathLike = Path("runs/quality-sweep"), inject: Optional[str] = None,
-                  separation_only: bool = False, echo: Echo = silent) -> dict[str, Any]:
+                  separation_only: bool = False, suspect_arm: bool = False, echo: Echo = silent) -> dict[str, Any]:
     """``dfkit experiment quality-sweep``: train and evaluate at several training filters at equal training size
-    (``inject``: first the known-effect check, ``separation_only``: only its AUROC). Prints the table; returns the
-    sweep's report (with ``inject``: the known-effect report)."""
-    from dfkit.train.experiments import parse_floats, parse_ints, quality_sweep as sweep, sweep_table_text
+    (``inject``: first the known-effect check, ``separation_only``: only its AUROC; ``suspect_arm``: also the arm
+    without the suspect crops). Prints the table; returns the sweep's report (with ``inject``: the known-effect
+    report)."""
+    from dfkit.train.experiments import (check_suspect_arm, parse_floats, parse_ints, quality_sweep as sweep,
+                                         sweep_table_text)
 
     out = Path(out)
     if separation_only and not inject:
         raise DfkitError("--separation-only needs --inject KIND:LEVEL[:FRACTION]")
+    s = _settings(settings, config)
+    check_suspect_arm(suspect_arm, parse_floats(thresholds), s.drop_suspect)  # refused before anything runs
     if inject:
         from dfkit.quality.degrade import parse_injection
         from dfkit.train.known_effect import known_effect
 
         inj = parse_injection(inject)  # refused before anything runs or is written
-        rep = known_effect(_settings(settings, config), inj, thresholds=parse_floats(thresholds),
+        rep = known_effect(s, inj, thresholds=parse_floats(thresholds),
                            seeds=parse_ints(seeds), out=out, n_boot=n_boot, sweep=not separation_only,
-                           metric=metric, level=level, low_arm=low_arm, echo=echo)
+                           metric=metric, level=level, low_arm=low_arm, suspect_arm=suspect_arm, echo=echo)
         if not separation_only:
             import json
 
@@ -415,8 +420,8 @@ def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = Non
         echo(f"known effect: {out / 'known_effect.json'}" + ("" if separation_only else
                                                               f" (sweep: {out / 'sweep' / 'sweep.md'})"))
         return rep
-    rep = sweep(_settings(settings, config), thresholds=parse_floats(thresholds), seeds=parse_ints(seeds),
-                low_arm=low_arm, out=out, metric=metric, level=level, n_boot=n_boot, echo=echo)
+    rep = sweep(s, thresholds=parse_floats(thresholds), seeds=parse_ints(seeds), low_arm=low_arm, out=out,
+                metric=metric, level=level, n_boot=n_boot, suspect_arm=suspect_arm, echo=echo)
     echo(sweep_table_text(rep))
     echo(f"sweep: {out / 'sweep.md'} (+ sweep.json, sweep.png" + (", edc.json, edc.png" if rep.get("edc") else "")
          + ")")

@@ -16,7 +16,12 @@ Selection (:func:`select_data`):
   quality``); validation and test stay unfiltered, so models trained at different thresholds are compared on the
   same data;
 - ``task``: ``binary`` (classes ``real``, ``fake``) or ``attribution`` (``real`` + every canonical method present in
-  the training data, sorted; ``drop_real`` leaves ``real`` out). Validation rows of other classes are dropped.
+  the training data, sorted; ``drop_real`` leaves ``real`` out). Validation rows of other classes are dropped;
+- ``drop_suspect`` leaves the suspect crops (:func:`dfkit.corpus.schema.suspect_mask`: fakes on which ``dfkit
+  quality`` saw (almost) no change against the paired original) out of the training and validation splits; the
+  test split is never filtered. :attr:`DataSelection.suspect` says how many were dropped per split and class (with
+  it off: how many suspect crops the selection keeps); a corpus without the suspect column is refused
+  (:func:`require_suspect_column`).
 
 Reading (:class:`CropDataset`): metadata stays in memory, crop bytes are read from the Parquet shards on demand
 (:class:`~dfkit.corpus.reader.CropReader`, one small row group at a time, cached) and decoded in the DataLoader
@@ -45,7 +50,7 @@ import pandas as pd
 
 from dfkit.corpus.codec import decode_crop
 from dfkit.corpus.reader import apply_split as _corpus_apply_split
-from dfkit.corpus.schema import OFFICIAL_SCHEME, has_split_scheme
+from dfkit.corpus.schema import OFFICIAL_SCHEME, SUSPECT_COLUMN, has_split_scheme, suspect_mask
 from dfkit.errors import DfkitError
 
 TASKS = ("binary", "attribution")
@@ -72,6 +77,8 @@ __all__ = [
     "augment_config",
     "parse_list",
     "default_workers",
+    "require_suspect_column",
+    "suspect_counts",
 ]
 
 
@@ -166,6 +173,10 @@ class DataSelection:
     split: str
     assignment: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    #: the ``--drop-suspect`` record (``data.json``): ``{"enabled": True, "dropped": {"train": C, "val": C}}``, or
+    #: ``{"enabled": False}`` plus ``"kept"`` (the same counts) when the corpus has the suspect column; ``C`` is
+    #: :func:`suspect_counts`'s ``{"frames", "videos", "per_class": {class: {"frames", "videos"}}}``
+    suspect: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     def counts(self) -> dict[str, Any]:
         """Frames and videos per split and class (JSON)."""
@@ -197,6 +208,24 @@ def corpus_view(root: Path, split: str, datasets: Sequence[str] | None):
     return view, meta, scheme
 
 
+def require_suspect_column(meta: pd.DataFrame, option: str = "--drop-suspect") -> None:
+    """One line (exit 2) when the corpus has no suspect column: ``dfkit quality`` writes it."""
+    if SUSPECT_COLUMN not in meta.columns:
+        raise DfkitError(f"{option}: this corpus has no {SUSPECT_COLUMN} column yet: run `dfkit quality` first "
+                         "(it marks the fake crops on which the comparison with the original found no change)")
+
+
+def suspect_counts(df: pd.DataFrame, task: str) -> dict[str, Any]:
+    """Frames and videos of ``df``, in all and per class (``task``'s class names), as JSON."""
+    if df.empty:
+        return {"frames": 0, "videos": 0, "per_class": {}}
+    keys = (df["dataset"].astype(str) + "/" + df["video_id"].astype(str)).to_numpy()
+    names = target_names(task, df).to_numpy()
+    per = {str(c): {"frames": int((names == c).sum()), "videos": int(len(set(keys[names == c])))}
+           for c in sorted(set(names))}
+    return {"frames": int(len(df)), "videos": int(len(set(keys))), "per_class": per}
+
+
 def _with_targets(df: pd.DataFrame, task: str, class_names: Sequence[str]) -> pd.DataFrame:
     df = df.copy()
     df["class_name"] = target_names(task, df).to_numpy() if len(df) else []
@@ -216,6 +245,7 @@ def select_data(
     min_quality: float | None = None,
     max_quality: float | None = None,
     drop_real: bool = False,
+    drop_suspect: bool = False,
     seed: int = 0,
     assignment: pd.DataFrame | None = None,
     class_names: Sequence[str] | None = None,
@@ -224,7 +254,8 @@ def select_data(
 
     ``assignment``: a per-video split table to use instead of computing one (a run folder's ``splits.parquet``).
     ``class_names``: fix the classes (e.g. when resuming) instead of deriving them from the training data.
-    Raises :class:`~dfkit.errors.DfkitError` for user errors (unknown dataset, no quality scores, empty training set).
+    Raises :class:`~dfkit.errors.DfkitError` for user errors (unknown dataset, no quality scores, no suspect column
+    with ``drop_suspect``, empty training set).
     """
     from dfkit.corpus.reader import Filter
 
@@ -233,6 +264,8 @@ def select_data(
     root = Path(root).expanduser()
     datasets, methods, compression = parse_list(datasets), parse_list(methods), parse_list(compression)
     whole, meta_all, scheme = corpus_view(root, split, datasets)
+    if drop_suspect:
+        require_suspect_column(meta_all)
     if scheme == OFFICIAL_SCHEME and split != OFFICIAL_SCHEME and assignment is None:
         assignment = split_assignment(root, split, seed)
     meta = Filter(datasets=tuple(datasets) if datasets else None,
@@ -260,6 +293,20 @@ def select_data(
                      f"(min {min_quality}, max {max_quality}); validation and test are not filtered")
     if drop_real:
         train = train[train["label"] != REAL]
+    val_rows = meta[meta["split"] == "val"]
+    sus_train, sus_val = suspect_mask(train).to_numpy(bool), suspect_mask(val_rows).to_numpy(bool)
+    suspect = {"train": suspect_counts(train[sus_train], task), "val": suspect_counts(val_rows[sus_val], task)}
+    if drop_suspect:
+        train, val_rows = train[~sus_train], val_rows[~sus_val]
+        notes.append(f"--drop-suspect left out {suspect['train']['frames']} suspect training crops and "
+                     f"{suspect['val']['frames']} suspect validation crops ({SUSPECT_COLUMN} true); the test split "
+                     "is not filtered")
+        sel_suspect: dict[str, Any] = {"enabled": True, "dropped": suspect}
+    else:
+        sel_suspect = {"enabled": False, **({"kept": suspect} if SUSPECT_COLUMN in meta.columns else {})}
+        if suspect["train"]["frames"]:
+            notes.append(f"{suspect['train']['frames']} training crops are suspect ({SUSPECT_COLUMN} true) and are "
+                         "trained on: --drop-suspect leaves them out")
     if train.empty:
         raise DfkitError("no training crops left after the selection (datasets/methods/split/quality filters); "
                          "check `dfkit info`")
@@ -274,7 +321,7 @@ def select_data(
     absent = [n for i, n in enumerate(names) if i not in present]
     if absent:
         notes.append(f"no training crop for class(es) {', '.join(absent)}")
-    val = _with_targets(meta[meta["split"] == "val"], task, names)
+    val = _with_targets(val_rows, task, names)
     dropped = int((val["target"] < 0).sum()) if len(val) else 0
     if dropped:
         notes.append(f"{dropped} validation crops of classes the model does not have are left out")
@@ -282,7 +329,8 @@ def select_data(
     test = _with_targets(meta[meta["split"] == "test"], task, names)
     return DataSelection(root=root, files=whole.crop_files(), task=task, class_names=names,
                          train=train.reset_index(drop=True), val=val.reset_index(drop=True),
-                         test=test.reset_index(drop=True), split=split, assignment=assignment, notes=notes)
+                         test=test.reset_index(drop=True), split=split, assignment=assignment, notes=notes,
+                         suspect=sel_suspect)
 
 
 def subsample_by_video(meta: pd.DataFrame, per_class: dict[int, int], seed: int = 0) -> pd.DataFrame:

@@ -15,7 +15,10 @@ methods the model never saw separately (how they spread over the known classes).
 
 ``min_quality`` (``dfkit eval --min-quality``) is the evaluation filter: it keeps the evaluated crops (those of
 ``split``) with ``quality >= min_quality``, in [0, 1]; the run's own training filter (``dfkit train --min-quality``,
-which never touched validation or test) is not applied.
+which never touched validation or test) is not applied. ``drop_suspect`` (``dfkit eval --drop-suspect``, off by
+default) leaves the suspect crops (:func:`dfkit.corpus.schema.suspect_mask`) out of the evaluated ones; the report's
+``drop_suspect`` says how many per class (a corpus without the suspect column is refused before anything is
+written). Whether the run itself was trained with ``--drop-suspect`` does not change what is evaluated.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from dfkit.errors import DfkitError
-from dfkit.train.data import REAL, apply_split, corpus_view, parse_list, split_assignment
+from dfkit.train.data import (REAL, apply_split, corpus_view, parse_list, require_suspect_column, split_assignment,
+                              suspect_counts)
 
 Echo = Callable[[str], None]
 
@@ -41,12 +45,17 @@ __all__ = ["eval_run", "eval_rows", "save_predictions", "load_predictions", "sum
 
 
 def _rows_for(run_dir: Path, cfg: dict[str, Any], root: Path, datasets: list[str] | None, split: str,
-              min_quality: float | None) -> tuple[pd.DataFrame, list[Path], list[str]]:
+              min_quality: float | None, drop_suspect: bool = False,
+              suspect: dict[str, Any] | None = None) -> tuple[pd.DataFrame, list[Path], list[str]]:
+    """The evaluated rows, the crop files and notes; ``suspect`` (a dict) receives the ``drop_suspect`` record."""
     from dfkit.corpus.reader import Filter
+    from dfkit.corpus.schema import SUSPECT_COLUMN, suspect_mask
 
     notes: list[str] = []
     mode = cfg.get("split", "official")
     whole, meta, scheme = corpus_view(root, mode, datasets)
+    if drop_suspect:
+        require_suspect_column(meta)
     if datasets:
         meta = meta[meta["dataset"].isin(datasets)]
     if scheme == "official" and mode != "official":
@@ -72,12 +81,24 @@ def _rows_for(run_dir: Path, cfg: dict[str, Any], root: Path, datasets: list[str
         meta = meta[meta["split"] == split]
     if min_quality is not None:
         meta = Filter(min_quality=min_quality).apply(meta)
+    record: dict[str, Any] = {"enabled": bool(drop_suspect)}
+    if drop_suspect or SUSPECT_COLUMN in meta.columns:
+        sus = suspect_mask(meta).to_numpy(bool)
+        record["dropped" if drop_suspect else "kept"] = suspect_counts(meta[sus], "attribution")
+        if drop_suspect:
+            meta = meta[~sus]
+            notes.append(f"--drop-suspect left out {int(sus.sum())} suspect crops ({SUSPECT_COLUMN} true)")
+        elif sus.any():
+            notes.append(f"{int(sus.sum())} evaluated crops are suspect ({SUSPECT_COLUMN} true): --drop-suspect "
+                         "leaves them out")
+    if suspect is not None:
+        suspect.update(record)
     if meta.empty:
         what = f"{', '.join(datasets) if datasets else 'all datasets'}, split {split}"
         hint = ("; an identity split of few identity groups can leave a split empty (see the run's splits.parquet;"
                 " try another --split-seed or --split official)") if mode != "official" else ""
         raise DfkitError(f"no crops to evaluate ({what}" + (f", quality >= {min_quality}" if min_quality else "")
-                         + ")" + hint)
+                         + (", suspect crops dropped" if drop_suspect else "") + ")" + hint)
     return meta.reset_index(drop=True), whole.crop_files(), notes
 
 
@@ -196,10 +217,10 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
              split: str = "test", out: str | Path | None = None, min_quality: float | None = None,
              n_boot: int = 1000, batch_size: int = 128, workers: int | None = None, device: str = "auto",
              threads: int | None = None, echo: Echo = print, seed: int = 0, edc: bool = False,
-             edc_max_discard: float = 0.8) -> dict[str, Any]:
+             edc_max_discard: float = 0.8, drop_suspect: bool = False) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` (see the module docstring). Returns the report dict (also ``eval.json``).
     ``edc``: also the error-versus-discard curves of the crops' ``quality`` (``edc.json``, ``edc.png``, a line in
-    the reports), discarding up to ``edc_max_discard``."""
+    the reports), discarding up to ``edc_max_discard``. ``drop_suspect``: leave the suspect crops out."""
     import torch
 
     from dfkit.config import resolve_corpus
@@ -233,7 +254,8 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
         else:
             root = resolve_corpus(None)
         ds = parse_list(datasets) or cfg.get("datasets")
-        meta, files, notes = _rows_for(run, cfg, root, ds, split, min_quality)
+        suspect: dict[str, Any] = {}
+        meta, files, notes = _rows_for(run, cfg, root, ds, split, min_quality, drop_suspect, suspect)
         if edc and ("quality" not in meta.columns or not meta["quality"].notna().any()):
             raise DfkitError("--edc needs quality scores, and the evaluated crops have none: run `dfkit quality` "
                              "on the corpus first")
@@ -250,6 +272,7 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     report = {
         "run": str(run), "corpus": str(root), "datasets": ds or sorted(meta["dataset"].unique().tolist()),
         "split": split, "split_scheme": cfg.get("split", "official"), "min_quality": min_quality,
+        "drop_suspect": suspect,
         "task": cfg.get("task"), "backbone": cfg.get("backbone"), "class_names": names,
         "n_frames": int(len(meta)), "notes": notes, **res,
     }
@@ -273,7 +296,8 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     md = [f"# dfkit eval: {run.name}", "",
           f"run `{run}` ({cfg.get('task')}, {cfg.get('backbone')}), corpus `{root}`, datasets "
           f"{', '.join(report['datasets'])}, split {split} ({report['split_scheme']} scheme)"
-          + (f", quality >= {min_quality}" if min_quality is not None else "") + ".", ""]
+          + (f", quality >= {min_quality}" if min_quality is not None else "")
+          + (f", {suspect['dropped']['frames']} suspect crops dropped" if drop_suspect else "") + ".", ""]
     md.append(to_markdown(res["overall"], title="All selected crops"))
     for d, r in res["per_dataset"].items():
         md.append(to_markdown(r, title=d))

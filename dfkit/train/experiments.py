@@ -12,7 +12,11 @@ same seeds, arms are compared **paired** (:func:`paired_differences`): each arm 
 seeds, with a 95% bootstrap CI that resamples the test videos and the seeds together (one draw for both arms; see
 :func:`dfkit.train.scores.paired_bootstrap`), and a sentence on whether the CI excludes 0; ``conclusion`` states the
 high-vs-low-only difference in one sentence. The sweep also reports the error-versus-discard curve
-(:mod:`dfkit.train.edc`) of the unfiltered arm's first-seed run. Outputs: ``sweep.json``, ``sweep.md`` (arm x seed
+(:mod:`dfkit.train.edc`) of the unfiltered arm's first-seed run. With ``suspect_arm`` the sweep adds the arm
+``drop suspect labels``: all training crops but the suspect ones (:func:`dfkit.corpus.schema.suspect_mask`, as
+``dfkit train --drop-suspect``), held to the same size, validated and tested on the same unfiltered crops, and
+compared paired with the unfiltered arm like the quality arms (``suspect_conclusion`` says it in one sentence).
+Outputs: ``sweep.json``, ``sweep.md`` (arm x seed
 table, the mean over seeds, the paired differences, the EDC), ``sweep.png`` (panel 1: metric vs threshold, each
 seed's value with its 95% bootstrap CI over videos, the mean over seeds with its CI band over videos and seeds;
 panel 2: the paired differences with their CIs and a 0 line) and ``edc.json``/``edc.png``.
@@ -36,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from dfkit.errors import DfkitError
-from dfkit.train.data import INJECT_COLUMN, DataSelection, parse_list, select_data, subsample_by_video
+from dfkit.train.data import (INJECT_COLUMN, DataSelection, parse_list, require_suspect_column, select_data,
+                              subsample_by_video, suspect_counts)
 from dfkit.train.runner import TrainSettings, train_run
 
 Echo = Callable[[str], None]
@@ -221,9 +226,12 @@ def check_sweep_options(metric: str, level: str, thresholds: Sequence[float]) ->
 def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.5, 0.6, 0.7),
                   seeds: Sequence[int] = (0, 1, 2), low_arm: bool = True, out: str | Path = "runs/quality-sweep",
                   metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
-                  echo: Echo = print, selection: DataSelection | None = None) -> dict[str, Any]:
+                  echo: Echo = print, selection: DataSelection | None = None,
+                  suspect_arm: bool = False) -> dict[str, Any]:
     """Run the sweep (see the module docstring). ``base`` holds the training settings shared by every arm (corpus,
     task, backbone, datasets, split, epochs, ...); its ``min_quality``/``seed``/``out`` are set per arm.
+    ``suspect_arm``: add the arm :data:`SUSPECT_ARM` (needs the suspect column, an unfiltered arm (threshold 0)
+    to compare with, and ``base.drop_suspect`` off: it would remove the suspect crops from every arm).
     ``selection``: a prepared selection of ``base``'s data to sweep instead (the known-effect check passes one whose
     training rows carry injected degradations and their scores).
 
@@ -233,6 +241,7 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
 
     t0 = time.perf_counter()
     thresholds = check_sweep_options(metric, level, thresholds)
+    check_suspect_arm(suspect_arm, thresholds, base.drop_suspect)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     out = Path(out).expanduser()
     base = base.copy()  # a checked copy (the caller's object stays as it was)
@@ -242,10 +251,12 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     dev = _device(base.device)
     sel = selection if selection is not None else select_data(
         root, task=base.task, datasets=base.datasets, methods=base.methods, compression=base.compression,
-        split=base.split, drop_real=base.drop_real, seed=base.split_seed)
+        split=base.split, drop_real=base.drop_real, drop_suspect=base.drop_suspect, seed=base.split_seed)
     train = sel.train
     if "quality" not in train.columns:
         raise DfkitError("this corpus has no quality scores yet: run `dfkit quality` first")
+    if suspect_arm:
+        require_suspect_column(train, "--suspect-arm")
     if sel.test.empty:
         raise DfkitError("the selection has no test crops to evaluate the arms on")
     q = train["quality"].to_numpy(dtype=float)
@@ -258,10 +269,20 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
         t_low = min(nonzero)
         arms.append({"name": f"q<{t_low:g} (low only)", "threshold": t_low, "kind": "low",
                      "mask": np.nan_to_num(q, nan=2.0) < t_low})
+    if suspect_arm:
+        from dfkit.corpus.schema import suspect_mask
+
+        sus = suspect_mask(train).to_numpy(bool)
+        arms.append({"name": SUSPECT_ARM, "threshold": 0.0, "kind": "suspect", "mask": ~sus,
+                     "suspect_dropped": suspect_counts(train[sus], base.task)})
     C = len(sel.class_names)
     notes: list[str] = []
     active = []
     for a in arms:
+        if a["kind"] == "suspect" and not a["suspect_dropped"]["frames"]:
+            a["skipped"] = "no training crop is suspect (the arm would be the unfiltered one)"
+            notes.append(f"arm {a['name']} skipped: {a['skipped']}")
+            continue
         pool = train[a["mask"]]
         a["pool_frames"] = int(len(pool))
         a["pool_videos"] = int(pool["video_key"].nunique()) if len(pool) else 0
@@ -290,7 +311,8 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
             run_dir = out / f"arm{ai}" / f"seed{seed}"
             s = base.copy(seed=seed, out=str(run_dir),
                           min_quality=a["threshold"] if a["kind"] == "min" and a["threshold"] > 0 else None,
-                          max_quality=a["threshold"] if a["kind"] == "low" else None)
+                          max_quality=a["threshold"] if a["kind"] == "low" else None,
+                          drop_suspect=base.drop_suspect or a["kind"] == "suspect")
             key = _digest({"settings": {k: v for k, v in s.to_dict().items() if k not in ("progress", "workers",
                                                                                           "threads")},
                            "rows": sub["sample_id"].tolist(), "n_boot": n_boot,
@@ -311,7 +333,8 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
             if res is None:
                 echo(f"  {a['name']} seed {seed}: training on {len(sub)} crops / {sub['video_key'].nunique()} videos "
                      f"(mean quality {np.nanmean(sub['quality'].to_numpy(float)):.3f})")
-                train_run(s, overwrite=True, selection=sel, train_rows=sub, echo=lambda m: None)
+                train_run(s, overwrite=True, selection=_arm_selection(sel, a), train_rows=sub,
+                          echo=lambda m: None)
                 res = _eval_on_test(run_dir, sel, n_boot, 2 * base.batch_size, workers, dev, base.threads)["overall"]
                 done.write_text(json.dumps({"key": key, "result": res}, indent=1, allow_nan=False))
             st = _stat(res, level, metric)
@@ -342,6 +365,8 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
               "paired_bootstrap": ({k: paired[k] for k in ("bootstrap", "n_videos", "n_frames", "n_seeds", "seeds",
                                                            "test_videos_digest")} if paired else None),
               "conclusion": _conclusion(paired, metric, level, size) if paired else None,
+              "suspect_arm": bool(suspect_arm),
+              "suspect_conclusion": _suspect_conclusion(paired, metric, level, size) if paired else None,
               "edc": edc, "notes": notes, "settings": base.to_dict(),
               "seconds": time.perf_counter() - t0}
     out.mkdir(parents=True, exist_ok=True)
@@ -351,6 +376,34 @@ def quality_sweep(base: TrainSettings, *, thresholds: Sequence[float] = (0.0, 0.
     _sweep_png(report, out / "sweep.png")
     report["out_dir"] = str(out)
     return report
+
+
+#: the name of the sweep's arm without the suspect crops (``--suspect-arm``)
+SUSPECT_ARM = "drop suspect labels"
+
+
+def check_suspect_arm(suspect_arm: bool, thresholds: Sequence[float], drop_suspect: bool) -> None:
+    """The ``--suspect-arm`` checks that need no data (one line each)."""
+    if not suspect_arm:
+        return
+    if drop_suspect:
+        raise DfkitError("--suspect-arm compares training without the suspect crops with training on all crops: "
+                         "leave drop_suspect off in the sweep's settings (it would drop them from every arm)")
+    if 0 not in thresholds:
+        raise DfkitError("--suspect-arm is compared with the arm of all crops: include 0 in --thresholds")
+
+
+def _arm_selection(sel: DataSelection, arm: dict[str, Any]) -> DataSelection:
+    """The selection an arm's run records (``data.json``): the suspect arm names what it left out."""
+    if arm["kind"] != "suspect":
+        return sel
+    from dataclasses import replace
+
+    empty = suspect_counts(sel.val.iloc[:0], sel.task)
+    return replace(sel, suspect={"enabled": True, "dropped": {"train": arm["suspect_dropped"], "val": empty}},
+                   notes=sel.notes + [f"sweep arm {arm['name']}: {arm['suspect_dropped']['frames']} suspect crops "
+                                      "left out of the training pool; validation and test are not filtered (the "
+                                      "same for every arm)"])
 
 
 def _sweep_pairs(active: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], dict, dict]:
@@ -363,8 +416,12 @@ def _sweep_pairs(active: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], d
             if a is not unf:
                 p = (a["name"], unf["name"])
                 pairs.append(p)
-                kinds[p] = "vs_unfiltered"
-                better[p] = (f"training on {a['name']}", "training on all crops")
+                if a["kind"] == "suspect":
+                    kinds[p] = "suspect_vs_all"
+                    better[p] = ("training without the suspect crops", "training on all crops")
+                else:
+                    kinds[p] = "vs_unfiltered"
+                    better[p] = (f"training on {a['name']}", "training on all crops")
     mins = [a for a in active if a["kind"] == "min" and a["threshold"] > 0]
     low = next((a for a in active if a["kind"] == "low"), None)
     if mins and low is not None:
@@ -427,6 +484,26 @@ def _conclusion(paired: dict[str, Any], metric: str, level: str, size: int) -> s
     return base + how + ": the CI includes 0, so this sweep shows no difference."
 
 
+def _suspect_conclusion(paired: dict[str, Any], metric: str, level: str, size: int) -> str | None:
+    """One sentence on the suspect arm against the unfiltered one (None without a suspect arm)."""
+    e = next((p for p in paired["pairs"] if p["kind"] == "suspect_vs_all"), None)
+    if e is None:
+        return None
+    what = f"{level} {_METRIC_WORDS.get(metric, metric)}"
+    text = (f"Leaving the suspect crops out of training ({e['a']}; the same {size} crops per arm) changes the test "
+            f"{what} by " + ("n/a" if e["value"] is None else f"{e['value']:+.3f}"))
+    ci = e["ci"]
+    if ci is None:
+        return text + " (no CI)."
+    text += (f" (95% CI {ci[0]:+.3f} to {ci[1]:+.3f}; paired bootstrap over {paired['n_videos']} test videos and "
+             f"{paired['n_seeds']} seed{'s' if paired['n_seeds'] != 1 else ''})")
+    if e["excludes_zero"]:
+        good = (e["value"] > 0) == (metric != "eer")
+        return text + (": the CI excludes 0, " + ("training without them is better." if good else
+                                                  "training on all crops is better."))
+    return text + ": the CI includes 0, so this sweep shows no difference."
+
+
 def _sweep_edc(active, rows, sel, out: Path, *, n_boot: int, notes: list[str], echo: Echo) -> dict | None:
     """The error-versus-discard curve of the unfiltered arm's seed-0 run (else its first seed; else the first arm's),
     written as ``out/edc.json`` and ``out/edc.png``."""
@@ -487,6 +564,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {e['label']} | {v} | {ci} | {e['verdict']} |")
     if report.get("conclusion"):
         lines += ["", f"**{report['conclusion']}**"]
+    if report.get("suspect_conclusion"):
+        lines += ["", f"**{report['suspect_conclusion']}**"]
     if report.get("edc"):
         from dfkit.train.edc import edc_markdown
 
@@ -518,6 +597,8 @@ def sweep_table_text(report: dict[str, Any]) -> str:
         lines.append(f"{report['edc']['arm']} seed {report['edc']['seed']}: " + edc_summary_line(report["edc"]))
     if report.get("conclusion"):
         lines.append(report["conclusion"])
+    if report.get("suspect_conclusion"):
+        lines.append(report["suspect_conclusion"])
     return "\n".join(lines)
 
 
@@ -554,6 +635,10 @@ def _sweep_png(report: dict[str, Any], path: Path) -> None:
         err = [[s["mean"] - s["ci"][0]], [s["ci"][1] - s["mean"]]] if s.get("ci") else None
         ax.errorbar([xs[s["arm"]]], [s["mean"]], yerr=err, fmt="rs", ms=8, capsize=4,
                     label="low-quality only (mean, 95% CI)")
+    for s in [s for s in summary if s["kind"] == "suspect" and s["mean"] is not None]:
+        err = [[s["mean"] - s["ci"][0]], [s["ci"][1] - s["mean"]]] if s.get("ci") else None
+        ax.errorbar([xs[s["arm"]]], [s["mean"]], yerr=err, fmt="g^", ms=8, capsize=4,
+                    label="without suspect labels (mean, 95% CI)")
     if report["metric"] in ("balanced_accuracy", "accuracy") and report.get("per_class"):
         ax.axhline(1 / len(report["per_class"]), color="gray", ls=":", lw=1, label="chance")
     ax.set_xticks(range(len(summary)), labels=[s["arm"] for s in summary], rotation=20)

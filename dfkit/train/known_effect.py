@@ -176,7 +176,7 @@ def separation_line(inj: Injection, n_videos: int, sep: dict[str, Any]) -> str:
 def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[float] = (0.0, 0.5),
                  seeds: Sequence[int] = (0, 1), out: str | Path = "runs/known-effect", n_boot: int = 1000,
                  sweep: bool = True, metric: str = "balanced_accuracy", level: str = "video", low_arm: bool = True,
-                 progress: bool = True, echo: Echo = print) -> dict[str, Any]:
+                 progress: bool = True, suspect_arm: bool = False, echo: Echo = print) -> dict[str, Any]:
     """Steps 1-5 of the module doc; writes ``known_effect.json`` (and the sweep's files) under ``out``."""
     from dfkit.config import resolve_corpus
     from dfkit.quality.run import stored_weights
@@ -192,6 +192,7 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
     out = Path(out).expanduser()
     sel = select_data(root, task=base.task, datasets=base.datasets, methods=base.methods,
                       compression=base.compression, split=base.split, drop_real=base.drop_real,
+                      drop_suspect=base.drop_suspect,
                       seed=base.split_seed)
     weights = stored_weights(root)
     sel2, keys = inject(sel, inj, seed=base.seed, weights=weights, progress=progress)
@@ -203,7 +204,7 @@ def known_effect(base, inject_spec: str | Injection, *, thresholds: Sequence[flo
         from dfkit.train.experiments import quality_sweep
 
         rep = quality_sweep(base, thresholds=thresholds, seeds=seeds, low_arm=low_arm, out=out / "sweep", metric=metric,
-                            level=level, n_boot=n_boot, echo=echo, selection=sel2)
+                            level=level, n_boot=n_boot, echo=echo, selection=sel2, suspect_arm=suspect_arm)
         report["sweep"] = {k: rep.get(k) for k in ("summary", "paired", "conclusion", "out_dir")}
     report["seconds"] = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 A run folder holds::
 
     config.yaml / config.json   the resolved settings (defaults < --config FILE < command line), classes, counts
-    data.json                   frames and videos per split and class, notes on the selection
+    data.json                   frames and videos per split and class, notes on the selection, and ``drop_suspect``:
+                                whether suspect crops were left out and how many per split and class
+                                (:attr:`dfkit.train.data.DataSelection.suspect`)
     splits.parquet              the per-video split used (identity re-splits computed for the run)
     last.safetensors/.json      the latest checkpoint (model, optimizer, scheduler, random states): --resume
     best.safetensors/.json      the best epoch by validation (video-level balanced accuracy)
@@ -157,7 +159,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
             assignment = pd.read_parquet(out / "splits.parquet") if s.split not in ("official",) else None
         selection = select_data(corpus_root, task=s.task, datasets=s.datasets, methods=s.methods,
                                 compression=s.compression, split=s.split, min_quality=s.min_quality,
-                                max_quality=s.max_quality, drop_real=s.drop_real, seed=s.split_seed,
+                                max_quality=s.max_quality, drop_real=s.drop_real,
+                                drop_suspect=s.drop_suspect, seed=s.split_seed,
                                 assignment=assignment, class_names=saved.get("class_names") if resume else None)
     names = selection.class_names
     if resume and saved.get("class_names") and saved["class_names"] != names:
@@ -197,7 +200,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
         if ctx.is_main:
             _write_config(out, resolved)
             (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
-                                                       "class_names": names}, indent=1))
+                                                       "class_names": names, "drop_suspect": selection.suspect},
+                                                      indent=1))
             assign = selection.assignment
             if assign is None:
                 vids = pd.concat([selection.train, selection.val, selection.test])
@@ -206,7 +210,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
         tr = counts["train"]
         echo(f"data: {s.task}, classes {', '.join(names)}; train {tr['frames']} crops / {tr['videos']} videos, "
              f"val {counts['val']['frames']} / {counts['val']['videos']}, split {s.split}"
-             + (f", min quality {s.min_quality}" if s.min_quality is not None else ""))
+             + (f", min quality {s.min_quality}" if s.min_quality is not None else "")
+             + (", suspect crops dropped" if selection.suspect.get("enabled") else ""))
         if ctx.enabled:
             echo(f"data-parallel: {ctx.world} processes on {dev.split(':')[0]}, batch {s.batch_size} per process "
                  f"({s.batch_size * ctx.world} per step)")

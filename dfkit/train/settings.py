@@ -18,6 +18,11 @@ the ``config`` of a checkpoint's metadata, written by the former ``TrainConfig``
 given (every split, unless ``splits=`` narrows them) with ``quality >= min_quality``; the commands decide which rows
 to hand it.
 
+``drop_suspect`` (``dfkit train --drop-suspect``, off by default) leaves the **suspect** crops
+(:func:`dfkit.corpus.schema.suspect_mask`: fakes on which ``dfkit quality`` found that (almost) nothing changed) out
+of the training and validation splits; the test split is never filtered (``dfkit eval --drop-suspect`` is the
+evaluation's own choice). A corpus without the suspect column is refused in one line (run ``dfkit quality`` first).
+
 This module imports nothing heavy at import time (the CLI reads the defaults from it when it starts).
 """
 
@@ -87,6 +92,7 @@ class TrainSettings:
     weights: str | None = None
     augment: bool | dict = True  # or a mapping of AugmentConfig fields (e.g. {blur: false, channel_gain: true})
     drop_real: bool = False
+    drop_suspect: bool = False  # leave suspect crops (suspect_mask) out of training and validation
     balanced: bool = True
     samples_per_epoch: int | None = None  # crops drawn per epoch (default: the training set's size)
     device: str = "auto"  # cpu, cuda, cuda:N or auto
@@ -210,6 +216,8 @@ class TrainSettings:
                                 f"not {self.select_metric!r}")
         if self.select_level not in ("video", "frame"):
             raise SettingsError(f"{_option('select_level')} must be video or frame, not {self.select_level!r}")
+        if not isinstance(self.drop_suspect, bool):
+            raise SettingsError(f"--drop-suspect must be true or false, not {self.drop_suspect!r}")
         if self.crop not in CROP_MODES:
             raise SettingsError(f"--crop must be one of {', '.join(CROP_MODES)}, not {self.crop!r}")
         try:
