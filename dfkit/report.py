@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import dfkit.corpus
-from dfkit.corpus.schema import usable
+from dfkit.corpus.schema import SUSPECT_COLUMN, usable
 from dfkit.errors import one_line
 
 
@@ -34,10 +34,31 @@ def counts_table(meta: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values(keys).reset_index(drop=True)
 
 
+def suspect_lines(meta: pd.DataFrame) -> list[str]:
+    """The suspect-label block of ``dfkit info``: per dataset x method, fake crops checked against their paired
+    original and how many look untouched; fakes that cannot be checked (no paired original) are counted."""
+    from dfkit.quality.suspect import MAX_CHANGED_FACE, summarize
+
+    if SUSPECT_COLUMN not in meta.columns or (meta["label"] == "fake").sum() == 0:
+        return []
+    s = summarize(meta)
+    lines = [f"suspect labels (fake crops on which < {MAX_CHANGED_FACE:.0%} of the face changed against the paired "
+             f"original; `dfkit train --drop-suspect` leaves them out):"]
+    show = s.assign(suspect_rate=s["suspect_rate"].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}"))
+    lines.append(show.rename(columns={"method_canonical": "method", "suspect_rate": "rate",
+                                      "unpaired": "no_original"}).to_string(index=False))
+    n_unp = int(s["unpaired"].sum())
+    if n_unp:
+        lines.append(f"{n_unp} fake crops have no paired original in the corpus and cannot be checked "
+                     "(their label is the dataset's claim only)")
+    return lines
+
+
 def corpus_info_text(root: Path, errors: bool = False) -> str:
     c = dfkit.corpus.open(root)
     man = c.manifest
-    meta = c.metadata(["dataset", "method", "split", "quality"])
+    meta = c.metadata(["dataset", "method", "method_canonical", "split", "label", "pair_video_id", "quality",
+                       SUSPECT_COLUMN])
     videos = c.videos()
     lines = [f"corpus {root}  (schema {man.get('schema_version', '?')}, dfkit {man.get('dfkit_version', '?')}, "
              f"{_human(corpus_size(root))} on disk)"]
@@ -54,6 +75,7 @@ def corpus_info_text(root: Path, errors: bool = False) -> str:
         q = meta["quality"]
         lines.append(f"quality: median {q.median():.3f}; >= 0.5: {(q >= 0.5).mean():.0%}; "
                      f">= 0.7: {(q >= 0.7).mean():.0%} of crops")
+    lines += suspect_lines(meta)
     err = c.errors()
     # ok videos with a reason carry a note (a fake not paired with its original): shown with the errors
     notes = videos[(videos["status"] == "ok") & videos["reason"].notna()] if "reason" in videos.columns \

@@ -150,6 +150,8 @@ META_QUALITY_WEIGHTS = b"dfkit.quality.weights"
 META_QUALITY_FORM = b"dfkit.quality.form"
 #: JSON list of full-reference sample_ids that were not in the corpus when the shard was computed
 META_QUALITY_FR_PENDING = b"dfkit.quality.fr_pending"
+#: version of the suspect-label rule the shard's ``suspect_label`` was made with (see ``dfkit.quality.suspect``)
+META_SUSPECT_VERSION = b"dfkit.quality.suspect_version"
 
 
 def quality_column(metric: str) -> str:

@@ -3,7 +3,7 @@
 The report (``OUT/index.html``; every image is also embedded, so the one file opens offline and can be mailed)
 shows: counts and quality per dataset x method x split; quality distributions per group; quality against
 compression level and bitrate; how strongly each method changed the face (full-reference against the paired
-original); each metric's score distribution; the worst and best crops; near-duplicate crops across splits; the
+original); the suspect labels (fake crops on which nothing changed, with examples); each metric's score distribution; the worst and best crops; near-duplicate crops across splits; the
 split-leak table; and the ingest errors.
 """
 
@@ -187,6 +187,67 @@ def _edc_section(blocks: Sequence[str]) -> str:
     return head + "".join(blocks)
 
 
+def suspect_sheet(corpus, m: pd.DataFrame, rows: pd.DataFrame, out: Path, name: str = "suspect_labels.png"):
+    """Suspect fake crops, one per row: the fake, its paired original at the same box, and the change map (the
+    smoothed |Δ luma|; the changed pixels are those above the threshold), as one PNG."""
+    from dfkit.quality.fullref import CHANGE_THRESHOLD, change_map
+
+    if rows.empty:
+        return None
+    refs = m[m["sample_id"].isin(set(rows["fr_ref_sample_id"].dropna()))]
+    imgs = {rec["sample_id"]: img for rec, img in corpus.crops(pd.concat([rows, refs]))}
+    fig, axes = plt.subplots(len(rows), 3, figsize=(5.4, 1.9 * len(rows)), squeeze=False)
+    for ax_row, r in zip(axes, rows.to_dict("records")):
+        fake, ref = imgs.get(r["sample_id"]), imgs.get(r.get("fr_ref_sample_id"))
+        ax_row[0].imshow(fake)
+        ax_row[0].set_title(f"{r['method']} {r['video_id'].rsplit('/', 1)[-1]}\nframe {r['frame_index']}", fontsize=6)
+        if ref is not None and fake is not None and ref.shape == fake.shape:
+            ax_row[1].imshow(ref)
+            ax_row[2].imshow(change_map(fake, ref), cmap="magma", vmin=0, vmax=4 * CHANGE_THRESHOLD)
+        ax_row[1].set_title("paired original", fontsize=6)
+        ax_row[2].set_title(f"change map: {r['fr_change_face']:.1%} of face changed", fontsize=6)
+        for ax in ax_row:
+            ax.axis("off")
+    fig.tight_layout()
+    return _png(fig, out, name)
+
+
+def _suspect_section(corpus, m: pd.DataFrame, out: Path, n_examples: int = 8) -> str:
+    """Suspect labels: per dataset x method, the fake crops checked against their original and the share that
+    looks untouched, the fakes that cannot be checked, and examples (fake, original, change map)."""
+    from dfkit.corpus.schema import SUSPECT_COLUMN
+    from dfkit.quality.suspect import MAX_CHANGED_FACE, summarize
+
+    head = "<h2>Suspect labels: fakes that may not be fake</h2>"
+    if (m["label"] == "fake").sum() == 0:
+        return head + "<p>No fake crops in this corpus.</p>"
+    if SUSPECT_COLUMN not in m.columns:
+        return head + "<p>Not checked yet: <code>dfkit quality</code> (with full reference) labels them.</p>"
+    s = summarize(m)
+    text = (f"<p>A fake crop is <b>suspect</b> when less than {MAX_CHANGED_FACE:.0%} of its face box changed "
+            "against its paired original at the same frame and box (full-reference change map): the manipulation "
+            "probably did not touch it (failed swap, untouched frames, the wrong face). "
+            "<code>dfkit train --drop-suspect</code> leaves them out.</p>")
+    n_unp = int(s["unpaired"].sum())
+    if n_unp:
+        text += (f"<p><b>{n_unp} fake crops cannot be checked</b>: their original is not in the corpus (e.g. DFDC "
+                 "parts without <code>original</code> keys, Celeb-DF sources not ingested, WildDeepfake). Their "
+                 "label is the dataset's claim only.</p>")
+    flagged = m[m[SUSPECT_COLUMN].fillna(False).astype(bool)].sort_values("fr_change_face")
+    # spread over videos: each video's least changed crop first, then its next ones
+    ex = flagged.assign(_k=flagged.groupby("video_id").cumcount()).sort_values(["_k", "fr_change_face"],
+                                                                                kind="stable").head(n_examples)
+    body = head + text + _table(s)
+    if ex.empty:
+        checked = m[m[SUSPECT_COLUMN].notna()]
+        if len(checked):
+            body += (f"<p>No checked crop is suspect; the least changed one changed on "
+                     f"{checked['fr_change_face'].min():.1%} of its face.</p>")
+        return body
+    sheet = suspect_sheet(corpus, m, ex, out)
+    return body + (_img(sheet, "suspect fake crops: fake, paired original, change map", "thumbs") if sheet else "")
+
+
 def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumbs: int = 24,
                  edc_blocks: Sequence[str] = ()) -> Path:
     """The audit report ``out/index.html``. ``edc_blocks``: HTML of error-versus-discard results to include
@@ -214,6 +275,7 @@ def build_report(corpus, out: Path, leaks: dict[str, Any] | None = None, n_thumb
                             "fr_change_outside") if c in m]
         t = m[m["label"].eq("fake") & m["fr_ssim"].notna()].groupby(["dataset", "method", "compression"])[cols]
         parts.append(_table(t.median().reset_index()))
+    parts.append(_suspect_section(corpus, m, out))
     ms = plot_metric_scores(m, out)
     if ms:
         parts.append("<h2>Metric scores</h2>" + _img(ms, "per-metric score distributions"))

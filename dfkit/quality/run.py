@@ -28,11 +28,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dfkit.corpus.schema import META_QUALITY_FR_PENDING as META_PENDING
+from dfkit.corpus.schema import META_SUSPECT_VERSION
 from dfkit.corpus.schema import META_QUALITY_VERSION as META_VERSION
 from dfkit.corpus.schema import META_QUALITY_WEIGHTS as META_WEIGHTS
 from dfkit.corpus.schema import sample_id
 from dfkit.corpus.store import committed_shards, list_shards
 from dfkit.corpus.writer import QualityWriter
+from dfkit.quality.suspect import SUSPECT_VERSION, label_suspects
 
 
 @dataclass
@@ -40,6 +42,7 @@ class QualitySummary:
     shards_total: int = 0
     shards_computed: int = 0
     shards_recomposed: int = 0
+    shards_relabelled: int = 0
     crops: int = 0
     fullref_pairs: int = 0
     c0_pairs: int = 0
@@ -159,9 +162,11 @@ def compute_shard(shard_path: str, files: list[str], weights: dict[str, float], 
                 extra.append(t)
         for t in extra:
             q = _left_join(q, t)
+    q = label_suspects(q)
     meta = dict(q.schema.metadata or {})
     meta[META_WEIGHTS] = json.dumps(weights, sort_keys=True).encode()
     meta[META_PENDING] = json.dumps(sorted(missing)).encode()
+    meta[META_SUSPECT_VERSION] = str(SUSPECT_VERSION).encode()
     return q.replace_schema_metadata(meta), stats, sorted(missing)
 
 
@@ -237,18 +242,27 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
                 if pending & present:
                     todo.append(c)
                     continue
-            if json.loads(md.get(META_WEIGHTS, b"{}")) != w:
-                recomp.append((c, qp))
+            reweight = json.loads(md.get(META_WEIGHTS, b"{}")) != w
+            relabel = int(md.get(META_SUSPECT_VERSION, b"0")) != SUSPECT_VERSION
+            if reweight or relabel:
+                recomp.append((c, qp, reweight, relabel))
         s.shards_total = len(crops)
-        for c, qp in recomp:  # new weights: redo the composite only
+        for c, qp, reweight, relabel in recomp:  # from the stored values only: no pixels read
             t = pq.read_table(qp)
-            new = recompose(t, w)
+            if reweight:  # new weights: redo the composite (recompose stores the weights)
+                t = recompose(t, w)
+                s.shards_recomposed += 1
             md = dict(t.schema.metadata or {})
-            md[META_WEIGHTS] = json.dumps(w, sort_keys=True).encode()
-            qw.write(c, new.replace_schema_metadata(md))
-            s.shards_recomposed += 1
-        if recomp:
-            log(f"re-weighted {len(recomp)} quality shards (composite only, no pixels read)")
+            if relabel:  # another suspect rule (or a shard from before suspect labels): from the stored fr_*
+                t = label_suspects(t)
+                md[META_SUSPECT_VERSION] = str(SUSPECT_VERSION).encode()
+                s.shards_relabelled += 1
+            qw.write(c, t.replace_schema_metadata(md))
+        if s.shards_recomposed:
+            log(f"re-weighted {s.shards_recomposed} quality shards (composite only, no pixels read)")
+        if s.shards_relabelled:
+            log(f"suspect labels (re)made for {s.shards_relabelled} quality shards from their stored "
+                "full-reference values (no pixels read)")
         if not todo:
             s.seconds = time.perf_counter() - t0
             return s
