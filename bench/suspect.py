@@ -1,7 +1,7 @@
 """Suspect labels against a known answer: half-untouched fakes built from the real FF++ clips.
 
 For every FF++ fake in ../shared/realdata whose original is there, a copy whose first half is the original's
-frames (see dfkit/quality/suspect_check.py) is encoded at H.264 CRF 23 (c23) and CRF 40 (c40), ingested, scored by
+frames (see dfkit.demo.suspect_check.py) is encoded at H.264 CRF 23 (c23) and CRF 40 (c40), ingested, scored by
 `dfkit quality`, and its suspect labels compared with the truth. Prints precision / recall of "suspect" =
 "untouched", the change measured on each side, the rule's threshold, and the time.
 
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         print(f"bench/suspect.py: no real FF++ clips at {REALDATA}", file=sys.stderr)
         return 2
     from dfkit.quality.suspect import MAX_CHANGED_FACE
-    from dfkit.quality.suspect_check import as_dict, build_half_untouched, score
+    from dfkit.demo.suspect_check import as_dict, build_half_untouched, score
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

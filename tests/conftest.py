@@ -22,7 +22,7 @@ def need_realdata(sub: str = "") -> Path:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, crf: int = 18) -> Path:
-    from dfkit.ingest.video import write_h264
+    from dfkit.media import write_h264
 
     write_h264(path, frames, crf, fps=fps, preset="ultrafast")
     return path

@@ -268,7 +268,7 @@ def test_h264_writer_repeatable_on_a_loaded_machine(tmp_path):
 
     import cv2
 
-    from dfkit.ingest.video import write_h264
+    from dfkit.media import write_h264
 
     rng = np.random.default_rng(3)
     base = cv2.GaussianBlur(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8), (0, 0), 3)

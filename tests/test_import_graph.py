@@ -3,7 +3,7 @@
 Every import of a ``dfkit`` module by a ``dfkit`` module counts, at module level or inside a function (lazy imports
 are dependencies too); ``from dfkit.x import y`` counts as an import of ``dfkit.x``. Units are the top-level
 subpackages and modules: ``corpus``, ``ingest``, ``quality``, ``train``, ``browse``, ``demo``, ``splits``, ``report``,
-``cli``, ``cli_train``, ``cli_options``, ``services``, and the base modules (``errors``, ``paths``, ``config``, ``taxonomy``, ``registry``, the
+``cli``, ``cli_train``, ``cli_options``, ``services``, and the base modules (``errors``, ``paths``, ``config``, ``taxonomy``, ``registry``, ``procs``, ``media``, the
 package root ``dfkit`` itself). The rules asserted:
 
 1. ``dfkit.corpus`` imports only itself and the base modules -- never ingest, quality, train, browse, splits, report,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "dfkit"
 
-BASE = {"dfkit", "errors", "paths", "config", "taxonomy", "registry", "procs"}
+BASE = {"dfkit", "errors", "paths", "config", "taxonomy", "registry", "procs", "media"}
 STAGES = {"ingest", "quality", "train", "browse"}
 APPS = {"cli", "cli_train", "cli_options", "services", "demo", "report", "__main__"}
 

@@ -112,8 +112,8 @@ def test_relabel_from_stored_values_reads_no_pixels(ffpp_corpus, monkeypatch):
 @pytest.fixture(scope="module")
 def half_untouched(tmp_path_factory):
     """Known answer: each real FF++ fake with its original present, its first half replaced by the original's
-    frames, encoded at CRF 23 (dfkit.quality.suspect_check), ingested and scored."""
-    from dfkit.quality.suspect_check import build_half_untouched, score
+    frames, encoded at CRF 23 (dfkit.demo.suspect_check), ingested and scored."""
+    from dfkit.demo.suspect_check import build_half_untouched, score
 
     need_realdata("ffpp_icpr2020dfdc")
     base = tmp_path_factory.mktemp("half")

@@ -466,7 +466,7 @@ def _capture_classic(frames: list[np.ndarray], tid: str, seed: int) -> list[np.n
 
 def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = FPS) -> None:
     """Encode RGB uint8 frames as H.264 (libx264, yuv420p) with PyAV; the same frames give the same file."""
-    from dfkit.ingest.video import write_h264
+    from dfkit.media import write_h264
 
     # preset veryfast: about 3x faster than x264's default at the same CRF (the demo's time budget)
     write_h264(path, frames, crf, fps=fps, preset="veryfast")

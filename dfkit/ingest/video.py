@@ -1,5 +1,4 @@
-"""Reading media for the engine: probe a video, choose frames, decode only the chosen ones (PyAV / FFmpeg); and the
-one H.264 writer (:func:`write_h264`) the demo, the degradations and the tests encode with.
+"""Reading media for the engine: probe a video, choose frames, decode only the chosen ones (PyAV / FFmpeg).
 
 Every problem is raised as :class:`MediaError` with the pipeline ``stage`` and a human ``reason`` so that the engine
 can record it in the corpus and go on.
@@ -15,6 +14,8 @@ from typing import Iterator
 
 import av
 import numpy as np
+
+from dfkit.media import write_h264  # noqa: F401 - re-exported for callers of the former home
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -35,36 +36,6 @@ class VideoInfo:
     codec: str
     n_frames: int
     frames_exact: bool  # n_frames from the container header (True) or estimated from duration (False)
-
-
-#: RGB -> yuv420p on one thread: the conversion the encoder would otherwise make itself (FFmpeg's swscale, threaded)
-#: gave different pixels from run to run on a loaded 2-core machine (2 of 40 encodes of the same 48 demo frames
-#: differed, by up to 49 grey levels; x264 itself was repeatable when given yuv420p frames). The demo, the H.264
-#: degradations and the tests must give the same bytes on every run.
-CONVERT_THREADS = 1
-
-
-def write_h264(target, frames, crf: float, fps: int = 25, preset: str = "medium", container: str | None = None) -> None:
-    """Encode RGB uint8 frames (equal sizes, even sides) as H.264 (libx264, yuv420p) at constant rate factor ``crf``
-    into ``target`` (a path, or a binary file object with ``container`` naming the format, e.g. ``"mp4"``).
-    Repeatable: the same frames and settings give the same bytes."""
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
-    if h % 2 or w % 2:
-        raise ValueError(f"H.264 4:2:0 needs even frame sides, got {w}x{h}")
-    if isinstance(target, (str, os.PathLike)):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        target = str(target)
-    with av.open(target, "w", format=container) as c:
-        s = c.add_stream("libx264", rate=fps, options={"crf": str(int(round(crf))), "preset": preset})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(
-                format="yuv420p", threads=CONVERT_THREADS)
-            for pkt in s.encode(yuv):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
 
 
 def _ffmpeg_reason(err: Exception) -> str:

@@ -120,7 +120,7 @@ def h264_clip(frames: Sequence[np.ndarray], crf: float, fps: int = 25) -> list[n
 
     import av
 
-    from dfkit.ingest.video import write_h264
+    from dfkit.media import write_h264
 
     h, w = frames[0].shape[:2]
     H, W = h + h % 2, w + w % 2

@@ -38,7 +38,7 @@ def build_half_untouched(src_root: str | Path, out_root: str | Path, crf: int = 
     """Write the half-untouched dataset (see the module docstring) under ``out_root``; returns and stores
     (``truth.json``) ``{"crf", "fakes": {rel_path: {"switch": frame, "n_frames": n}}}``. Fakes whose original
     is absent are skipped (they cannot be checked). ``max_frames`` keeps only each clip's first frames (faster)."""
-    from dfkit.ingest.video import write_h264
+    from dfkit.media import write_h264
 
     src, out = Path(src_root), Path(out_root)
     originals = {p.stem: p for p in (src / ORIGINALS).glob("*/videos/*.mp4")}
