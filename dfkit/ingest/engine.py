@@ -118,8 +118,6 @@ class VideoResult:
 TRACK_SELECTION_ENV = "DFKIT_TRACK_SELECTION"
 #: a fake's track is the original's dominant one (cut on the original's boxes) when their crop boxes overlap this much
 SAME_TRACK_IOU = 0.5
-#: side (px) of the crops the tracks of a fake and its original are compared on (a ranking, not a measurement)
-COMPARE_SIZE = 64
 
 
 def track_selection() -> bool:
@@ -159,7 +157,7 @@ def _note(vrow: dict[str, Any], text: str) -> None:
 Decoded = list[tuple[int, float, np.ndarray]]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (which candidate), never by value
 class _Track:
     """One candidate face track, per decoded frame: the crop box, where it came from (``box_source``), the
     detection and the face box (detected, or interpolated between detections)."""
@@ -186,8 +184,10 @@ class _Choice:
     track: _Track
     how: str | None  # schema.TRACK_CHOICES; None with the choice switched off
     n_tracks: int | None
-    #: the original's frames (per decoded frame; None where not decoded) when the fake's references are cut here
+    #: the original's crops at the chosen track's boxes (per decoded frame; None where not decoded), when the track
+    #: is not the original's own: the fake's full-reference references (``ref_crop``)
     refs: list[np.ndarray | None] | None = None
+    #: the mask video's marked pixels (bool, per decoded frame), when the dataset has one
     masks: list[np.ndarray | None] | None = None
 
 
@@ -226,17 +226,22 @@ def _decode(rec: VideoRecord, indices: list[int], image: np.ndarray | None, fram
     return decoded, problem
 
 
-def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int]) -> tuple[list[np.ndarray | None], str | None]:
-    """Another video's frames (an original, a mask) at the decoded frames' indices, or why not: per decoded frame,
-    None where it has none. A video of another frame size is no frame-aligned companion."""
+def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int], keep: Callable[[int, np.ndarray], Any]
+               ) -> tuple[list[Any], str | None]:
+    """Another video's frames (an original, a mask) at the decoded frames' indices, or why not: per decoded frame
+    ``keep(t, rgb)`` (what is needed of it, so that no second set of full frames is held), None where that video has
+    no such frame. A video of another frame size is no frame-aligned companion."""
     try:
         info = video.probe(path)
         if (info.width, info.height) != size:
             return [], f"its frame size {info.width}x{info.height} differs from {size[0]}x{size[1]}"
-        got = {i: rgb for i, _, rgb in video.read_frames(path, [fi for fi, _, _ in decoded])}
+        at = {fi: t for t, (fi, _, _) in enumerate(decoded)}
+        out: list[Any] = [None] * len(decoded)
+        for i, _, rgb in video.read_frames(path, list(at)):
+            out[at[i]] = keep(at[i], rgb)
     except video.MediaError as e:
         return [], f"{e.stage}: {e.reason}"
-    return [got.get(fi) for fi, _, _ in decoded], None
+    return out, None
 
 
 def _candidates(detections: list[list[faces.Detection]], decoded: Decoded, task: VideoTask, paired: bool,
@@ -283,13 +288,15 @@ def _by_mask(cands: list[_Track], masks: list[np.ndarray | None]) -> int:
                           for c in cands]))
 
 
-def _by_change(cands: list[_Track], decoded: Decoded, refs: list[np.ndarray | None]) -> int:
-    """The candidate on which the fake differs most from its original at the same place."""
-    def change(c: _Track) -> float:
-        return _mean(faces.luma_change(crop_square(rgb, b, COMPARE_SIZE), crop_square(ref, b, COMPARE_SIZE))
-                     for (_, _, rgb), ref, b in zip(decoded, refs, c.crop_boxes) if ref is not None and b is not None)
+def _by_change(cands: list[_Track], decoded: Decoded, refs: list[list[np.ndarray | None] | None],
+               size: int) -> int:
+    """The candidate on which the fake differs most from its original at the same place (``refs[t][k]``: the
+    original's crop of candidate ``k`` on frame ``t``)."""
+    def change(k: int, c: _Track) -> float:
+        return _mean(faces.luma_change(crop_square(rgb, c.crop_boxes[t], size), refs[t][k])
+                     for t, (_, _, rgb) in enumerate(decoded) if refs[t] is not None and refs[t][k] is not None)
 
-    return int(np.argmax([change(c) for c in cands]))
+    return int(np.argmax([change(k, c) for k, c in enumerate(cands)]))
 
 
 def _mask_path(rec: VideoRecord) -> Path | None:
@@ -317,25 +324,32 @@ def _choose(task: VideoTask, detections: list[list[faces.Detection]], decoded: D
     masks = None
     mask = _mask_path(rec) if rec.label == "fake" else None
     if mask is not None:
-        masks, why = _frames_at(mask, decoded, size)
+        masks, why = _frames_at(mask, decoded, size, lambda t, rgb: faces.mask_pixels(rgb))
         if why:
             _note(vrow, f"mask {rec.extra['mask_path']} not used: {why}")
             masks = None
     choice = _Choice(cands[0], "manipulated" if paired else "dominant", n_tracks, masks=masks)
+    refs = None
     if masks is not None and any(m is not None for m in masks):
         choice.track, choice.how = cands[_by_mask(cands, masks)], "mask"
     elif paired and len(cands) > 1 and (task.pair_tracks or 1) > 1 and task.pair_path is not None:
-        choice.refs = _originals(task, decoded, size, vrow)
-        if choice.refs is not None:
-            choice.track = cands[_by_change(cands, decoded, choice.refs)]
-    if paired and not choice.track.paired and choice.refs is None and task.pair_path is not None:
-        choice.refs = _originals(task, decoded, size, vrow)  # a mask chose another face: its references
+        refs = _original_crops(task, decoded, size, cands, params, vrow)
+        if refs is not None:
+            choice.track = cands[_by_change(cands, decoded, refs, params.size)]
+    if paired and not choice.track.paired and task.pair_path is not None:  # its references: the original here
+        refs = refs or _original_crops(task, decoded, size, cands, params, vrow)
+        k = cands.index(choice.track)
+        choice.refs = None if refs is None else [None if r is None else r[k] for r in refs]
     return choice
 
 
-def _originals(task: VideoTask, decoded: Decoded, size: tuple[int, int], vrow: dict[str, Any]
-               ) -> list[np.ndarray | None] | None:
-    refs, why = _frames_at(task.pair_path, decoded, size)
+def _original_crops(task: VideoTask, decoded: Decoded, size: tuple[int, int], cands: list[_Track],
+                    params: IngestParams, vrow: dict[str, Any]) -> list[list[np.ndarray | None] | None] | None:
+    """The paired original cut on every candidate's boxes: per decoded frame, one crop per candidate."""
+    def cut(t: int, rgb: np.ndarray) -> list[np.ndarray | None]:
+        return [None if c.crop_boxes[t] is None else crop_square(rgb, c.crop_boxes[t], params.size) for c in cands]
+
+    refs, why = _frames_at(task.pair_path, decoded, size, cut)
     if why:
         _note(vrow, f"original {task.pair_path.name} not compared: {why}")
         return None
@@ -353,8 +367,8 @@ def _crop_rows(rec: VideoRecord, labels: dict[str, Any], info: video.VideoInfo, 
             continue  # no face on this frame: counted, no row
         data, fmt = encode_crop(crop_square(rgb, crop_box, params.size), params.encoding)
         ref, ref_fmt = None, None
-        if choice.refs is not None and not tr.paired and choice.refs[t] is not None:
-            ref, ref_fmt = encode_crop(crop_square(choice.refs[t], crop_box, params.size), params.encoding)
+        if choice.refs is not None and choice.refs[t] is not None:
+            ref, ref_fmt = encode_crop(choice.refs[t], params.encoding)
         mask = choice.masks[t] if choice.masks is not None else None
         bbox = tr.boxes[t]
         rows.append({
@@ -369,7 +383,7 @@ def _crop_rows(rec: VideoRecord, labels: dict[str, Any], info: video.VideoInfo, 
             "crop_box": [float(v) for v in crop_box], "crop": data, "crop_format": fmt,
             "crop_size": params.size,
             "face_tracks": choice.n_tracks, "track_choice": choice.how,
-            "mask_fraction": None if mask is None else faces.mask_share(crop_square(mask, crop_box, params.size), None),
+            "mask_fraction": None if mask is None else faces.mask_share(mask, crop_box),
             "ref_crop": ref, "ref_crop_format": ref_fmt,
         })
     return rows

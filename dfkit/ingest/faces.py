@@ -164,19 +164,20 @@ def luma_change(crop: np.ndarray, ref: np.ndarray) -> float:
 MASK_LUMA = 127
 
 
-def mask_share(mask_rgb: np.ndarray, box: np.ndarray | None) -> float | None:
-    """The share of ``box`` (source pixels; the whole image when None) that a mask frame marks (luma >
-    :data:`MASK_LUMA`); None for an empty box."""
-    h, w = mask_rgb.shape[:2]
-    if box is None:
-        x0, y0, x1, y1 = 0, 0, w, h
-    else:
-        x0, y0 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
-        x1, y1 = min(int(round(box[2])), w), min(int(round(box[3])), h)
-    if x1 <= x0 or y1 <= y0:
+def mask_pixels(mask_rgb: np.ndarray) -> np.ndarray:
+    """A mask video frame's marked pixels (bool): luma above :data:`MASK_LUMA`."""
+    return cv2.cvtColor(np.ascontiguousarray(mask_rgb), cv2.COLOR_RGB2GRAY) > MASK_LUMA
+
+
+def mask_share(marked: np.ndarray, box: np.ndarray) -> float | None:
+    """The share of ``box`` (source pixels, rounded; the part outside the frame counts as unmarked) that a mask
+    marks (:func:`mask_pixels`); None for an empty box."""
+    h, w = marked.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
+    area = max(x1 - x0, 0) * max(y1 - y0, 0)
+    if area == 0:
         return None
-    patch = np.ascontiguousarray(mask_rgb[y0:y1, x0:x1])
-    return float((cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) > MASK_LUMA).mean())
+    return float(marked[max(y0, 0):max(min(y1, h), 0), max(x0, 0):max(min(x1, w), 0)].sum()) / area
 
 
 def fill_track(track: list[Detection | None]) -> list[tuple[np.ndarray, str] | None]:
