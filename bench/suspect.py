@@ -2,7 +2,8 @@
 
 For every FF++ fake in ../shared/realdata whose original is there, a copy whose first half is the original's
 frames (see dfkit.demo.suspect_check.py) is encoded at H.264 CRF 23 (c23) and CRF 40 (c40), ingested, scored by
-`dfkit quality`, and its suspect labels compared with the truth. Prints precision / recall of "suspect" =
+`dfkit quality`, and its suspect labels compared with the truth; then the demo's constructed cases
+(dfkit/demo/label_noise.py: a fake swapped from half-way, two-person fakes with the bystander swapped). Prints precision / recall of "suspect" =
 "untouched", the change measured on each side, the rule's threshold, and the time.
 
     python bench/suspect.py [--frames 16] [--max-frames 150] [--json out.json]
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
         print(f"bench/suspect.py: no real FF++ clips at {REALDATA}", file=sys.stderr)
         return 2
     from dfkit.quality.suspect import MAX_CHANGED_FACE
-    from dfkit.demo.suspect_check import as_dict, build_half_untouched, score
+    from dfkit.demo.suspect_check import as_dict, build_half_untouched, score, score_label_noise_cases
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,6 +45,10 @@ def main(argv=None) -> int:
             r = as_dict(score(ds, corpus, frames=args.frames))
             r["seconds"] = round(time.perf_counter() - t0, 1)
             rows.append(r)
+        t0 = time.perf_counter()
+        r, per = score_label_noise_cases(Path(tmp) / "ds-demo", Path(tmp) / "corpus-demo")
+        r = {**as_dict(r), "compression": "demo cases", "seconds": round(time.perf_counter() - t0, 1), "cases": per}
+        rows.append(r)
     print(f"suspect rule: fr_change_face < {MAX_CHANGED_FACE} (share of the face box changed vs the original)")
     print(f"machine: {platform.machine()}, {platform.processor() or '?'}, Python {platform.python_version()}")
     print("| clips | crops | untouched | flagged | precision | recall | change untouched max | "
@@ -53,6 +58,9 @@ def main(argv=None) -> int:
         print(f"| {r['compression']} (CRF {r['crf']}) | {r['crops']} | {r['untouched']} | {r['flagged']} | "
               f"{r['precision']:.2f} | {r['recall']:.2f} | {r['change_untouched_max']:.3f} | "
               f"{r['change_manipulated_min']:.3f} / {r['change_manipulated_median']:.3f} | {r['seconds']} |")
+    for name, c in rows[-1]["cases"].items():
+        print(f"demo case {name}: {c['crops']} crops, {c['untouched']} untouched, {c['flagged']} flagged, "
+              f"track choice {', '.join(c['track_choice']) or '-'}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

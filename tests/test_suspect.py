@@ -153,3 +153,20 @@ def test_info_and_audit_show_suspects(half_untouched, tmp_path):
     assert "Suspect labels: fakes that may not be fake" in page
     assert (tmp_path / "audit" / "suspect_labels.png").stat().st_size > 10_000
     assert 'data-file="suspect_labels.png"' in page
+
+
+def test_constructed_demo_cases(tmp_path):
+    """The demo's label-noise cases (dfkit.demo.label_noise): the half-swapped fake's untouched half is flagged and
+    its swapped half is not; the two-person fakes, whose bystander was swapped, are cut on the swapped face (the
+    manipulated-face selection), so none of their crops is suspect."""
+    from dfkit.demo.label_noise import N_FRAMES
+    from dfkit.demo.suspect_check import score_label_noise_cases
+
+    r, per = score_label_noise_cases(tmp_path / "ds", tmp_path / "corpus")
+    print(r, per)
+    assert per["half"] == {"crops": N_FRAMES, "untouched": N_FRAMES // 2, "flagged": N_FRAMES // 2,
+                           "track_choice": ["manipulated"]}
+    for name, choice in (("bystander", "manipulated"), ("mask", "mask")):
+        assert per[name]["crops"] == N_FRAMES and per[name]["flagged"] == 0, (name, per[name])
+        assert per[name]["track_choice"] == [choice]
+    assert r.precision == 1.0 and r.recall == 1.0

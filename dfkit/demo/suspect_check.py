@@ -93,20 +93,56 @@ def score(dataset_root: str | Path, corpus: str | Path, frames: int = 16, truth:
                workers=1, progress=False)
     run_quality(corpus, workers=1, progress=False, log=lambda m: None)
     m = dfkit.corpus.open(corpus).metadata()
-    f = m[(m["label"] == "fake") & m[SUSPECT_COLUMN].notna()].copy()
+    f = m[(m["label"] == "fake") & m[SUSPECT_COLUMN].notna()]
     switch = {k: v["switch"] for k, v in truth["fakes"].items()}
-    f["untouched"] = [fi < switch[vp] for vp, fi in zip(f["video_path"], f["frame_index"])]
-    flag = f[SUSPECT_COLUMN].astype(bool)
-    tp = int((flag & f["untouched"]).sum())
-    ch = f["fr_change_face"].astype(float)
-    u, mnp = ch[f["untouched"]], ch[~f["untouched"]]
+    untouched = [fi < switch[vp] for vp, fi in zip(f["video_path"], f["frame_index"])]
+    return _score_table(f, untouched, truth["compression"], int(truth["crf"]))
+
+
+def _score_table(f, untouched, compression: str, crf: int) -> CheckResult:
+    from dfkit.corpus.schema import SUSPECT_COLUMN
+
+    flag = f[SUSPECT_COLUMN].astype(bool).to_numpy()
+    untouched = np.asarray(untouched, dtype=bool)
+    tp = int((flag & untouched).sum())
+    ch = f["fr_change_face"].astype(float).to_numpy()
+    u, mnp = ch[untouched], ch[~untouched]
     return CheckResult(
-        compression=truth["compression"], crf=int(truth["crf"]), crops=len(f), untouched=int(f["untouched"].sum()),
-        flagged=int(flag.sum()), true_positive=tp,
-        precision=tp / max(int(flag.sum()), 1), recall=tp / max(int(f["untouched"].sum()), 1),
+        compression=compression, crf=crf, crops=len(f), untouched=int(untouched.sum()), flagged=int(flag.sum()),
+        true_positive=tp, precision=tp / max(int(flag.sum()), 1), recall=tp / max(int(untouched.sum()), 1),
         change_untouched_max=float(u.max()) if len(u) else float("nan"),
         change_manipulated_min=float(mnp.min()) if len(mnp) else float("nan"),
-        change_manipulated_median=float(mnp.median()) if len(mnp) else float("nan"))
+        change_manipulated_median=float(np.median(mnp)) if len(mnp) else float("nan"))
+
+
+def score_label_noise_cases(root: str | Path, corpus: str | Path) -> tuple[CheckResult, dict[str, dict]]:
+    """The demo's constructed cases (:func:`dfkit.demo.label_noise.make_label_noise_cases`: a fake swapped from
+    half-way, a two-person fake with the bystander swapped, the same with a mask video), ingested (every frame),
+    scored, and their suspect labels compared with the truth. Returns the overall result and, per case, the crops,
+    untouched crops, flagged crops and the track choices made."""
+    import dfkit.corpus
+    from dfkit.corpus.schema import SUSPECT_COLUMN
+    from dfkit.demo.label_noise import N_FRAMES, make_label_noise_cases
+    from dfkit.ingest.base import create_adapter
+    from dfkit.ingest.engine import IngestParams, run_ingest
+    from dfkit.quality.run import run_quality
+
+    truth = make_label_noise_cases(root)
+    run_ingest(create_adapter("ffpp", root, compression=truth["compression"]), corpus,
+               IngestParams(frames=N_FRAMES), workers=1, progress=False)
+    run_quality(corpus, workers=1, progress=False, log=lambda m: None)
+    m = dfkit.corpus.open(corpus).metadata()
+    f = m[(m["label"] == "fake") & m[SUSPECT_COLUMN].notna()]
+    by_vid = {c["video_id"]: (name, set(c["untouched_frames"])) for name, c in truth["cases"].items()}
+    f = f[f["video_id"].isin(by_vid)]
+    untouched = [fi in by_vid[v][1] for v, fi in zip(f["video_id"], f["frame_index"])]
+    per: dict[str, dict] = {}
+    for v, (name, un) in by_vid.items():
+        g = f[f["video_id"] == v]
+        per[name] = {"crops": len(g), "untouched": int(g["frame_index"].isin(un).sum()),
+                     "flagged": int(g[SUSPECT_COLUMN].astype(bool).sum()),
+                     "track_choice": sorted(set(g["track_choice"].dropna())) if "track_choice" in g else []}
+    return _score_table(f, untouched, truth["compression"], 23), per
 
 
 def as_dict(r: CheckResult) -> dict:
