@@ -266,7 +266,8 @@ def test_eval_drop_suspect(suspect_corpus, suspect_run, tmp_path, capsys):
     assert ids == set(test["sample_id"]) - marked and test["sample_id"].isin(marked).any()
     assert rep["n_frames"] == len(ids)
     assert rep["drop_suspect"] == {"enabled": True, "dropped": counts(test[test["sample_id"].isin(marked)])}
-    assert "suspect crops dropped" in (out / "eval.md").read_text()
+    n = int(test["sample_id"].isin(marked).sum())
+    assert f"{n} suspect crops dropped" in (out / "eval.md").read_text() and f"({n} suspect crops dropped)" in stdout
     # without the flag every test crop is scored, and the suspect ones are counted as kept
     out2 = tmp_path / "ev2"
     code, stdout, err = run_cli(["eval", run, "--corpus", corpus, "--n-boot", "0", "--workers", "0", "--threads",

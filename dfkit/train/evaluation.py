@@ -262,7 +262,8 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
         out_dir = Path(out).expanduser() if out else run / f"eval_{'-'.join(ds) if ds else 'all'}_{split}"
         out_dir.mkdir(parents=True, exist_ok=True)
         echo(f"eval {run} on {', '.join(ds) if ds else 'all datasets'} ({split} split, {cfg.get('split', 'official')}"
-             f" scheme): {len(meta)} crops, {meta.groupby(['dataset', 'video_id']).ngroups} videos")
+             f" scheme): {len(meta)} crops, {meta.groupby(['dataset', 'video_id']).ngroups} videos"
+             + (f" ({suspect['dropped']['frames']} suspect crops dropped)" if drop_suspect else ""))
         preds = predict_rows(model, files, meta, names, device=dev, batch_size=batch_size, workers=workers,
                              crop=cfg.get("crop", "resize"))
     finally:
