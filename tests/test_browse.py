@@ -334,6 +334,69 @@ def test_update_changed_and_removed_rows(built, corpus):
     assert dict(zip(*ds.values(["sample_id", "id"]))) == keep
 
 
+def test_suspect_labels_fields_view_and_updates(fo, corpus, tmp_path):
+    """The face checks as sample fields (suspect_label / suspect_reason, written here in a quality shard on a known
+    set of crops; the ingest's face_tracks, track_choice, mask_fraction), the saved view ``suspect-labels`` holding
+    exactly the marked crops, and an update that changes three suspect values touching exactly those three rows
+    (their row hashes change, nothing else does)."""
+    import dfkit.corpus
+    from dfkit.browse.core import FACE_CHECKS, SUSPECT_VIEW, build_dataset, default_name, save_views
+    from dfkit.corpus.schema import SUSPECT_COLUMN, SUSPECT_REASON_COLUMN
+    from tests.test_drop_suspect import REASON, write_suspect
+
+    def values(df, col):
+        return {s: (None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v)
+                for s, v in zip(df["sample_id"], df[col] if col in df.columns else [None] * len(df))}
+
+    path = tmp_path / "corpus"  # a copy: the module's corpus stays as the other tests expect it
+    shutil.copytree(corpus.path, path, ignore=shutil.ignore_patterns(".fiftyone-cache"))
+    fo.made.append(default_name(path))
+    before = dfkit.corpus.open(path).metadata()
+    ds, st = build_dataset(dfkit.corpus.open(path), progress=False)
+    assert (SUSPECT_VIEW in save_views(ds)) == (SUSPECT_COLUMN in before.columns)  # the view comes with the column
+
+    n = len(before)
+    fakes = sorted(before.loc[before["label"] == "fake", "sample_id"])
+    marked = set(fakes[::9])
+    labels = {s: (None if lab == "real" else s in marked) for s, lab in zip(before["sample_id"], before["label"])}
+    reasons = {s: (REASON if v else None) for s, v in labels.items()}
+    write_suspect(path, labels)
+    old_l, old_r = values(before, SUSPECT_COLUMN), values(before, SUSPECT_REASON_COLUMN)
+    # a new column changes every row's hash (each row gains the field); else the rows whose values changed
+    changed = n if SUSPECT_COLUMN not in before.columns else \
+        sum((old_l[s], old_r[s]) != (labels[s], reasons[s]) for s in labels)
+    ds, st = build_dataset(dfkit.corpus.open(path), progress=False)
+    assert (st.added, st.updated, st.removed, st.files_written) == (0, changed, 0, 0) and st.unchanged == n - changed
+    schema = ds.get_field_schema()
+    kinds = {"bool": "BooleanField", "str": "StringField", "int": "IntField", "float": "FloatField"}
+    for name, kind in FACE_CHECKS.items():
+        assert type(schema[name]).__name__ == kinds[kind], name  # fixed types, whatever the values so far
+    assert dict(zip(*ds.values(["sample_id", SUSPECT_COLUMN]))) == labels  # true / false / empty (not checked)
+    assert dict(zip(*ds.values(["sample_id", SUSPECT_REASON_COLUMN]))) == reasons
+    meta = dfkit.corpus.open(path).metadata()
+    for col in ("face_tracks", "track_choice", "mask_fraction"):  # the ingest's columns, as the corpus has them
+        got = dict(zip(*ds.values(["sample_id", col])))
+        assert got == pytest.approx(values(meta, col)), col
+    groups = {g.name: list(g.paths) for g in ds.app_config.sidebar_groups}
+    assert groups["face checks"] == list(FACE_CHECKS)
+    assert SUSPECT_VIEW in save_views(ds)
+    assert set(ds.load_saved_view(SUSPECT_VIEW).values("sample_id")) == marked
+
+    # quality re-scores three crops: two marked ones are no longer suspect, one other fake now is
+    off = sorted(marked)[:2]
+    on = next(s for s in fakes if s not in marked)
+    write_suspect(path, {off[0]: False, off[1]: False, on: True})
+    ids = dict(zip(*ds.values(["sample_id", "id"])))
+    ds, st = build_dataset(dfkit.corpus.open(path), progress=False)
+    assert (st.added, st.updated, st.removed, st.files_written) == (0, 3, 0, 0) and st.unchanged == n - 3
+    assert dict(zip(*ds.values(["sample_id", "id"]))) == ids  # updated in place
+    now = (marked - set(off)) | {on}
+    assert SUSPECT_VIEW in save_views(ds)
+    assert set(ds.load_saved_view(SUSPECT_VIEW).values("sample_id")) == now
+    assert dict(zip(*ds.select_by("sample_id", off + [on]).values(["sample_id", SUSPECT_REASON_COLUMN]))) == \
+        {off[0]: None, off[1]: None, on: REASON}
+
+
 def test_predictions_hardness_mistakenness(built, corpus, tmp_path, monkeypatch):
     """`--run` with a stand-in `predict_corpus` (the real one is dfkit.train.predict's): predictions, hardness,
     mistakenness, and the "mistakes" view sorted most-confidently-wrong first."""

