@@ -165,6 +165,12 @@ def test_select_data_drops_exactly_the_suspect_crops(suspect_corpus, task):
         assert set(dropped["train"]["per_class"]) == {"demo_checkerboard", "demo_poisson_swap"}
     else:
         assert set(dropped["train"]["per_class"]) == {"fake"}
+    tr = dropped["train"]["per_class"]
+    if task == "attribution":  # the note names the counts per class too
+        said = (f"--drop-suspect left out {dropped['train']['frames']} (demo_checkerboard "
+                f"{tr['demo_checkerboard']['frames']}, demo_poisson_swap {tr['demo_poisson_swap']['frames']}) "
+                "suspect training crops")
+        assert any(n.startswith(said) for n in sel.notes), sel.notes
     assert any("--drop-suspect left out" in n for n in sel.notes)
     # off (the default): nothing is dropped, the suspect crops kept are counted
     assert full.suspect["enabled"] is False and full.suspect["kept"] == dropped

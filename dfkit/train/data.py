@@ -298,9 +298,13 @@ def select_data(
     suspect = {"train": suspect_counts(train[sus_train], task), "val": suspect_counts(val_rows[sus_val], task)}
     if drop_suspect:
         train, val_rows = train[~sus_train], val_rows[~sus_val]
-        notes.append(f"--drop-suspect left out {suspect['train']['frames']} suspect training crops and "
-                     f"{suspect['val']['frames']} suspect validation crops ({SUSPECT_COLUMN} true); the test split "
-                     "is not filtered")
+        def said(c: dict[str, Any]) -> str:
+            per = ", ".join(f"{k} {v['frames']}" for k, v in c["per_class"].items())
+            return f"{c['frames']}" + (f" ({per})" if per else "")
+
+        notes.append(f"--drop-suspect left out {said(suspect['train'])} suspect training crops and "
+                     f"{said(suspect['val'])} suspect validation crops ({SUSPECT_COLUMN} true); the test split is "
+                     "not filtered")
         sel_suspect: dict[str, Any] = {"enabled": True, "dropped": suspect}
     else:
         sel_suspect = {"enabled": False, **({"kept": suspect} if SUSPECT_COLUMN in meta.columns else {})}
