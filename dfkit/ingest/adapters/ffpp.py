@@ -6,13 +6,15 @@ Layout (see ``../shared/reference/DATASETS.md`` section 1)::
     ROOT/original_sequences/actors/<C>/videos/<actor>__<scene>.mp4                         (DFD reals)
     ROOT/manipulated_sequences/<Method>/<C>/videos/<target>_<source>.mp4
     ROOT/manipulated_sequences/DeepFakeDetection/<C>/videos/<t>_<s>__<scene>__<8-char id>.mp4
-    ROOT/manipulated_sequences/<Method>/masks/videos/<name>.mp4                             (masks, not ingested)
+    ROOT/manipulated_sequences/<Method>/masks/videos/<name>.mp4                             (masks)
 
 ``<C>`` is ``raw`` (the script's name) or ``c0`` (the README's name) for lossless, ``c23`` or ``c40``. Labels come
 from the folders; splits from the official pair lists (``manifests/ffpp/splits``: a fake ``a_b`` or ``b_a`` is in
 its pair's split); ``group_id`` is the YouTube id from ``conversion_dict.json`` (seven YouTube videos straddle the
 official splits: ``dfkit splits audit`` reports them). DFD and unknown ids have no official split (``split`` null).
-Missing method folders are fine: users often download a subset.
+Missing method folders are fine: users often download a subset. A fake's mask video, when present, is named in
+``extra["mask_path"]`` (relative to the root); the engine reads it to choose the manipulated face's track and to
+record each crop's ``mask_fraction`` (the adapter only describes, it never decodes).
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ class FFPPAdapter(Adapter):
         rel = p.relative_to(self.root).as_posix()
         base = dict(dataset=self.name, video_id=f"{method}/{c}/{stem}", content_id=f"{method}/{stem}",
                     path=p, rel_path=rel, label="fake", method=method, compression=c)
-        mask = p.parents[2] / "masks" / "videos" / p.name  # <Method>/masks/videos/<name>: not ingested, recorded
+        mask = p.parents[2] / "masks" / "videos" / p.name  # <Method>/masks/videos/<name>: read by the engine
         extra = {"mask_path": mask.relative_to(self.root).as_posix()} if mask.is_file() else {}
         m = _FAKE_RE.match(stem)
         if m:
