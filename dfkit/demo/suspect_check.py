@@ -82,16 +82,14 @@ def score(dataset_root: str | Path, corpus: str | Path, frames: int = 16, truth:
     """Ingest ``dataset_root`` (FF++ adapter) into ``corpus``, run quality, and score suspect labels against the
     truth written by :func:`build_half_untouched`."""
     import dfkit.corpus
+    from dfkit import services
     from dfkit.corpus.schema import SUSPECT_COLUMN
-    from dfkit.ingest.base import create_adapter
-    from dfkit.ingest.engine import IngestParams, run_ingest
-    from dfkit.quality.run import run_quality
 
     root = Path(dataset_root)
     truth = truth or json.loads((root / TRUTH_FILE).read_text())
-    run_ingest(create_adapter("ffpp", root, compression=truth["compression"]), corpus, IngestParams(frames=frames),
-               workers=1, progress=False)
-    run_quality(corpus, workers=1, progress=False, log=lambda m: None)
+    services.ingest("ffpp", root, corpus, compression=truth["compression"], frames=frames, workers=1,
+                    progress=False)
+    services.quality(corpus, workers=1, progress=False)
     m = dfkit.corpus.open(corpus).metadata()
     f = m[(m["label"] == "fake") & m[SUSPECT_COLUMN].notna()]
     switch = {k: v["switch"] for k, v in truth["fakes"].items()}
@@ -121,16 +119,14 @@ def score_label_noise_cases(root: str | Path, corpus: str | Path) -> tuple[Check
     scored, and their suspect labels compared with the truth. Returns the overall result and, per case, the crops,
     untouched crops, flagged crops and the track choices made."""
     import dfkit.corpus
+    from dfkit import services
     from dfkit.corpus.schema import SUSPECT_COLUMN
     from dfkit.demo.label_noise import N_FRAMES, make_label_noise_cases
-    from dfkit.ingest.base import create_adapter
-    from dfkit.ingest.engine import IngestParams, run_ingest
-    from dfkit.quality.run import run_quality
 
     truth = make_label_noise_cases(root)
-    run_ingest(create_adapter("ffpp", root, compression=truth["compression"]), corpus,
-               IngestParams(frames=N_FRAMES), workers=1, progress=False)
-    run_quality(corpus, workers=1, progress=False, log=lambda m: None)
+    services.ingest("ffpp", root, corpus, compression=truth["compression"], frames=N_FRAMES, workers=1,
+                    progress=False)
+    services.quality(corpus, workers=1, progress=False)
     m = dfkit.corpus.open(corpus).metadata()
     f = m[(m["label"] == "fake") & m[SUSPECT_COLUMN].notna()]
     by_vid = {c["video_id"]: (name, set(c["untouched_frames"])) for name, c in truth["cases"].items()}

@@ -221,8 +221,9 @@ def _suspect_section(corpus, m: pd.DataFrame, out: Path, n_examples: int = 8) ->
     head = "<h2>Suspect labels: fakes that may not be fake</h2>"
     if (m["label"] == "fake").sum() == 0:
         return head + "<p>No fake crops in this corpus.</p>"
-    if SUSPECT_COLUMN not in m.columns:
-        return head + "<p>Not checked yet: <code>dfkit quality</code> (with full reference) labels them.</p>"
+    if SUSPECT_COLUMN not in m.columns or "fr_change_face" not in m.columns:
+        return head + ("<p>Not checked: <code>dfkit quality</code> with full reference (not <code>--no-fullref</code>) "
+                       "labels them, where a fake's original is in the corpus.</p>")
     s = summarize(m)
     text = (f"<p>A fake crop is <b>suspect</b> when less than {MAX_CHANGED_FACE:.0%} of its face box changed "
             "against its paired original at the same frame and box (full-reference change map): the manipulation "
