@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dfkit.demo.synth import ASTRONAUT_FACE_BOX, CRF, FPS
-from dfkit.ingest.video import write_h264
+from dfkit.media import write_h264
 
 #: frame size (width, height): two people side by side
 FRAME_SIZE = (512, 256)
