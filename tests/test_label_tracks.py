@@ -180,3 +180,34 @@ def test_single_face_ffpp_clip_is_cut_as_before(ffpp_pair, tmp_path, monkeypatch
     crops = [[CropReader(c.crop_files()).raw(f, r) for f, r in zip(rows["_file"], rows["_row"])]
              for c, rows in ((dfkit.corpus.open(tmp_path / "new"), new), (dfkit.corpus.open(tmp_path / "old"), old))]
     assert crops[0] == crops[1]  # the same pixels, byte for byte
+
+
+# -- the pieces ------------------------------------------------------------------------------------------------------
+def _det(x: float, side: float = 40.0, score: float = 0.9):
+    from dfkit.ingest.faces import Detection
+
+    return Detection(np.array([x, 10, x + side, 10 + side], np.float32), score, None)
+
+
+@pytest.mark.parametrize("frames_with_second, n_tracks", [(0, 1), (1, 1), (2, 2), (8, 2)])
+def test_face_tracks_keep_a_second_face_seen_on_a_quarter_of_the_frames(frames_with_second, n_tracks):
+    from dfkit.ingest.faces import dominant_track, face_tracks
+
+    dets = [[_det(10 + t, 60)] + ([_det(200 - t)] if t < frames_with_second else []) for t in range(8)]
+    tracks = face_tracks(dets)
+    assert len(tracks) == n_tracks
+    assert all(d is not None and d.box[0] < 100 for d in tracks[0])  # the larger face is the dominant one
+    assert dominant_track(dets) == tracks[0]
+    assert face_tracks([[], []]) == [] and dominant_track([[], []]) == [None, None]
+
+
+def test_mask_share_counts_the_box_outside_the_frame_as_unmarked():
+    from dfkit.ingest.faces import mask_pixels, mask_share
+
+    rgb = np.zeros((100, 100, 3), np.uint8)
+    rgb[:, :50] = 255
+    marked = mask_pixels(rgb)
+    assert mask_share(marked, np.array([0, 0, 50, 50])) == 1.0
+    assert mask_share(marked, np.array([25, 0, 75, 50])) == pytest.approx(0.5)
+    assert mask_share(marked, np.array([-50, 0, 50, 100])) == pytest.approx(0.5)
+    assert mask_share(marked, np.array([10, 10, 10, 20])) is None
