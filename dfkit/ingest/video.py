@@ -15,8 +15,6 @@ from typing import Iterator
 import av
 import numpy as np
 
-from dfkit.media import write_h264  # noqa: F401 - re-exported for callers of the former home
-
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
