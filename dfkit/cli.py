@@ -27,8 +27,18 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(services.version_line())
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _one_process_unless_train(ctx: typer.Context) -> None:
+def _one_process_unless_train(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print dfkit's version (and Python's) and exit.",
+                                 callback=_print_version, is_eager=True),
+) -> None:
     # under torchrun only `dfkit train` shares its work out; any other command would run once per process
     if ctx.invoked_subcommand != "train":
         from dfkit.train.distributed import refuse_distributed
@@ -94,9 +104,11 @@ def info(
     corpus: Optional[Path] = CorpusOpt,
     errors: bool = typer.Option(False, "--errors", help="List the errors table (failed, partial, no-face, "
                                 "missing videos) with file and reason."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the same facts as one JSON "
+                                 "object (with --errors: every error and note)."),
 ) -> None:
     """Counts per dataset x method x split, video status, and the corpus size."""
-    services.info(corpus_path(corpus), errors=errors, echo=typer.echo)
+    services.info(corpus_path(corpus), errors=errors, as_json=as_json, echo=typer.echo)
 
 
 @app.command()

@@ -17,6 +17,26 @@ import typer
 from dfkit.train.settings import MIN_QUALITY_HELP as _TRAIN_MIN_QUALITY_HELP
 from dfkit.train.settings import TrainSettings
 
+def _flags_shown_as_flags() -> None:
+    """``--help`` shows an on/off flag (``--quiet``, ``--fullref/--no-fullref``) without a value type: typer 0.29
+    prints ``<bool>`` beside every flag, as if it took a value. One patch of typer's option class, here, for every
+    command (``tests/test_cli.py`` checks every command's help)."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_dfkit_flags", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich._dfkit_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_shown_as_flags()
+
+
 #: the shared option names: no other dfkit module defines an option with one of these
 SHARED = ("--corpus", "--workers", "--quiet", "--out", "--weights", "--datasets", "--methods", "--splits",
           "--min-quality", "--drop-suspect")

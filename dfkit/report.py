@@ -54,32 +54,83 @@ def suspect_lines(meta: pd.DataFrame) -> list[str]:
     return lines
 
 
+class _Facts:
+    """What ``dfkit info`` reports, read once: shown as text (:func:`corpus_info_text`) or JSON
+    (:func:`corpus_info`)."""
+
+    def __init__(self, root: Path):
+        c = dfkit.corpus.open(root)
+        self.root = Path(root)
+        self.manifest = c.manifest
+        self.size = corpus_size(root)
+        self.meta = c.metadata(["dataset", "method", "method_canonical", "split", "label", "pair_video_id",
+                                "quality", SUSPECT_COLUMN])
+        self.videos = c.videos()
+        self.empty = self.videos.empty
+        if self.empty:
+            return
+        self.table = counts_table(self.meta, self.videos)
+        self.with_crops = int(self.videos["status"].isin(["ok", "partial"]).sum())
+        self.status = self.videos.groupby(["dataset", "status"]).size().unstack(fill_value=0)
+        q = self.meta["quality"] if "quality" in self.meta.columns else pd.Series(dtype=float)
+        self.quality = q if q.notna().any() else None
+        self.errors = c.errors()
+        # ok videos with a reason carry a note (a fake not paired with its original): shown with the errors
+        v = self.videos
+        self.notes = v[(v["status"] == "ok") & v["reason"].notna()] if "reason" in v.columns else v.iloc[:0]
+
+
+def _records(df: pd.DataFrame, cols: list[str]) -> list[dict]:
+    out = df[[c for c in cols if c in df.columns]].astype(object)
+    return out.where(out.notna(), None).to_dict("records")
+
+
+def corpus_info(root: Path, errors: bool = False) -> dict:
+    """``dfkit info --json``: the same facts as :func:`corpus_info_text`, JSON-ready (``errors``/``notes`` list
+    every entry with ``errors=True``, else only their counts)."""
+    f = _Facts(root)
+    out = {"corpus": str(f.root), "schema_version": f.manifest.get("schema_version"),
+           "dfkit_version": f.manifest.get("dfkit_version"), "bytes_on_disk": f.size,
+           "videos_with_crops": 0, "crops": len(f.meta), "counts": [], "video_status": {}, "quality": None,
+           "suspect": None, "n_errors": 0, "n_notes": 0}
+    if f.empty:
+        return out
+    out["videos_with_crops"] = f.with_crops
+    out["counts"] = _records(f.table, list(f.table.columns))
+    out["video_status"] = {ds: {st: int(n) for st, n in row.items() if n} for ds, row in f.status.iterrows()}
+    if f.quality is not None:
+        q = f.quality
+        out["quality"] = {"median": float(q.median()), "share_ge_0.5": float((q >= 0.5).mean()),
+                          "share_ge_0.7": float((q >= 0.7).mean()), "scored": int(q.notna().sum())}
+    if SUSPECT_COLUMN in f.meta.columns and (f.meta["label"] == "fake").sum():
+        from dfkit.quality.suspect import MAX_CHANGED_FACE, summarize
+
+        s = summarize(f.meta)
+        out["suspect"] = {"max_changed_face": MAX_CHANGED_FACE, "per_method": _records(s, list(s.columns))}
+    out["n_errors"], out["n_notes"] = len(f.errors), len(f.notes)
+    if errors:
+        out["errors"] = _records(f.errors, ["status", "dataset", "video_path", "stage", "reason"])
+        out["notes"] = _records(f.notes, ["status", "dataset", "video_path", "reason"])
+    return out
+
+
 def corpus_info_text(root: Path, errors: bool = False) -> str:
-    c = dfkit.corpus.open(root)
-    man = c.manifest
-    meta = c.metadata(["dataset", "method", "method_canonical", "split", "label", "pair_video_id", "quality",
-                       SUSPECT_COLUMN])
-    videos = c.videos()
+    f = _Facts(root)
+    man = f.manifest
     lines = [f"corpus {root}  (schema {man.get('schema_version', '?')}, dfkit {man.get('dfkit_version', '?')}, "
-             f"{_human(corpus_size(root))} on disk)"]
-    if videos.empty:
+             f"{_human(f.size)} on disk)"]
+    if f.empty:
         lines.append("empty: nothing ingested yet")
         return "\n".join(lines)
-    t = counts_table(meta, videos)
-    lines.append(t.to_string(index=False))
-    lines.append(f"total: {int((videos['status'].isin(['ok', 'partial'])).sum())} videos with crops, "
-                 f"{len(meta)} crops")
-    st = videos.groupby(["dataset", "status"]).size().unstack(fill_value=0)
-    lines.append("video status per dataset:\n" + st.to_string())
-    if "quality" in meta.columns and meta["quality"].notna().any():
-        q = meta["quality"]
+    lines.append(f.table.to_string(index=False))
+    lines.append(f"total: {f.with_crops} videos with crops, {len(f.meta)} crops")
+    lines.append("video status per dataset:\n" + f.status.to_string())
+    if f.quality is not None:
+        q = f.quality
         lines.append(f"quality: median {q.median():.3f}; >= 0.5: {(q >= 0.5).mean():.0%}; "
                      f">= 0.7: {(q >= 0.7).mean():.0%} of crops")
-    lines += suspect_lines(meta)
-    err = c.errors()
-    # ok videos with a reason carry a note (a fake not paired with its original): shown with the errors
-    notes = videos[(videos["status"] == "ok") & videos["reason"].notna()] if "reason" in videos.columns \
-        else videos.iloc[:0]
+    lines += suspect_lines(f.meta)
+    err, notes = f.errors, f.notes
     if errors:
         if err.empty:
             lines.append("errors: none")

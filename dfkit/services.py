@@ -90,15 +90,34 @@ def ingest_summary_lines(s, corpus: Path) -> list[str]:
     return lines + [f"corpus: {corpus}"]
 
 
-def info(corpus: Optional[PathLike] = None, *, errors: bool = False, echo: Echo = silent) -> str:
-    """``dfkit info``: counts per dataset x method x split, video status, size (and the errors table)."""
+def version_line() -> str:
+    """``dfkit --version``: dfkit's version and the Python it runs on."""
+    import platform
+
+    from dfkit import __version__
+
+    return f"dfkit {__version__} (Python {platform.python_version()})"
+
+
+def info(corpus: Optional[PathLike] = None, *, errors: bool = False, as_json: bool = False,
+         echo: Echo = silent) -> Union[str, dict]:
+    """``dfkit info``: counts per dataset x method x split, video status, size (and the errors table); with
+    ``as_json`` the same facts as one JSON object (printed) and returned as a dict."""
     from dfkit.corpus.store import damaged_shards, recovery_hint, skipping_damaged
-    from dfkit.report import corpus_info_text
+    from dfkit.report import corpus_info, corpus_info_text
 
     root = _corpus(corpus)
     with skipping_damaged():  # damaged shards are left out of the counts and listed below (never silently)
-        text = corpus_info_text(root, errors=errors)
+        facts = corpus_info(root, errors=errors) if as_json else None
+        text = None if as_json else corpus_info_text(root, errors=errors)
     damaged = damaged_shards(root)
+    if as_json:
+        import json
+
+        facts["damaged"] = [{"shard": str(sh.path), "reason": one_line(str(why)),
+                             "recover": one_line(recovery_hint(root, sh.path.parent.name))} for sh, why in damaged]
+        echo(json.dumps(facts, indent=2))
+        return facts
     if damaged:
         text += f"\nDAMAGED: {len(damaged)} shard(s) could not be read and are left out of the counts above:"
         for sh, why in damaged:

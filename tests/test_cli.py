@@ -39,6 +39,25 @@ def test_every_command_explains_itself():
         r = run(*c, "--help")
         assert r.returncode == 0, (c, r.stderr)
         assert "Usage:" in r.stdout and len(r.stdout) > 200, c
+        # an on/off flag is shown as a flag, not as an option taking a <bool> value
+        assert "<bool>" not in r.stdout, (c, [ln for ln in r.stdout.splitlines() if "<bool>" in ln])
+
+
+def test_flags_show_no_value_but_options_keep_their_type():
+    r = run("ingest", "--help", env={"COLUMNS": "200"})
+    rows = {ln.split()[1]: ln for ln in r.stdout.splitlines() if ln.startswith("│ --")}
+    assert "<int>" in rows["--limit"] and "<float>" in rows["--margin"]
+    assert "<" not in rows["--retry-failed"].split("Try")[0] and "<" not in rows["--quiet"].split("No progress")[0]
+
+
+def test_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith(f"dfkit {version('dfkit')} (Python "), r
+    import dfkit
+
+    assert version("dfkit") == dfkit.__version__  # spelled once (pyproject reads it from dfkit/__init__.py)
 
 
 @pytest.mark.parametrize("args, message", [
