@@ -33,7 +33,41 @@ class VideoInfo:
     bitrate: int | None
     codec: str
     n_frames: int
-    frames_exact: bool  # n_frames from the container header (True) or estimated from duration (False)
+    frames_exact: bool  # n_frames counted (header or demux; True) or estimated from the duration (False)
+    #: degrees counter-clockwise the stored frames are turned for display (the display matrix of a phone's portrait
+    #: clip: 90, 180, 270); ``width``/``height`` are the displayed size, and :func:`read_frames` yields upright frames
+    rotation: int = 0
+
+
+def _quarter_turns(degrees: float | None) -> int:
+    """A display rotation in degrees (FFmpeg's sign: counter-clockwise) as quarter turns 0..3."""
+    return int(round((degrees or 0) / 90)) % 4
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """A stored frame turned as its display matrix says (``rotation`` from :class:`VideoInfo`)."""
+    k = _quarter_turns(rotation)
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def _display_rotation(container, stream) -> int:
+    """The display rotation of the first decodable frame (0 when there is none or it cannot be read)."""
+    try:
+        for frame in container.decode(stream):
+            return _quarter_turns(getattr(frame, "rotation", 0)) * 90
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def _count_packets(path: Path) -> int:
+    """Frames of the first video stream by demuxing only (no decoding): the exact count where the container's
+    header has none (MKV/WebM, variable frame rate), 0 when the stream cannot be demuxed to the end."""
+    try:
+        with av.open(str(path)) as c:
+            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    except av.error.FFmpegError:
+        return 0
 
 
 def _ffmpeg_reason(err: Exception) -> str:
@@ -64,7 +98,7 @@ def probe(path: Path) -> VideoInfo:
         if width <= 0 or height <= 0:
             raise MediaError("probe", "video stream has no frame size (corrupt header?)")
         fps = float(s.average_rate or s.guessed_rate or 0) or 25.0
-        n = int(s.frames or 0)
+        n = int(s.frames or 0) or _count_packets(path)
         exact = n > 0
         if not exact:
             dur = None
@@ -78,7 +112,10 @@ def probe(path: Path) -> VideoInfo:
         bitrate = int(s.bit_rate or container.bit_rate or 0) or None
         if bitrate is None and s.duration and s.time_base:
             bitrate = int(size * 8 / float(s.duration * s.time_base))
-        return VideoInfo(width, height, fps, bitrate, cc.name or "unknown", n, exact)
+        rotation = _display_rotation(container, s)
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(width, height, fps, bitrate, cc.name or "unknown", n, exact, rotation)
 
 
 def sample_indices(n_frames: int, n: int) -> list[int]:
@@ -112,7 +149,8 @@ def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[t
     the frame's rank in presentation order, from a demux-only pass; ``skip=False`` (or a stream whose packets
     lack timestamps) counts decoded frames instead. Stops quietly when the stream ends early (a truncated file):
     the caller compares what it got with what it asked for. A decoder error mid-stream raises
-    MediaError('decode') after the frames before it.
+    MediaError('decode') after the frames before it. Frames come upright: a display matrix (a phone's portrait
+    clip) is applied, as players do.
     """
     want = sorted(set(indices))
     if not want:
@@ -131,7 +169,7 @@ def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[t
 
         def emit(frame, i):
             ts = float(frame.time) if frame.time is not None else i / rate
-            return i, ts, frame.to_ndarray(format="rgb24")
+            return i, ts, upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
 
         i = 0
         try:
