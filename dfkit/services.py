@@ -69,9 +69,25 @@ def ingest(dataset: str, root: Optional[PathLike] = None, corpus: Optional[PathL
     out = _corpus(corpus)
     s = run_ingest(adapter, out, p, workers=workers, limit=limit, retry_failed=retry_failed, progress=progress,
                    log=log, scheduler=scheduler)
-    for line in ingest_summary_lines(s, out):
+    for line in ingest_summary_lines(s, out) + ([] if retry_failed else _retry_hint(s, out)):
         echo(line)
     return s
+
+
+def _retry_hint(s, corpus: Path) -> list[str]:
+    """A rerun that skipped videos which failed, had no face or were missing before says how to try them again."""
+    if not s.skipped:
+        return []
+    import dfkit.corpus
+    from dfkit.ingest.engine import RETRYABLE
+
+    v = dfkit.corpus.open(corpus).videos()
+    n = int((v["status"].isin(RETRYABLE) & (v["dataset"] == s.dataset)).sum()) if len(v) else 0
+    if not n:
+        return []
+    return [f"  {n} {s.dataset} videos in the corpus failed, had no face or were missing in an earlier run and were "
+            "skipped: add --retry-failed to try them again (e.g. after fixing the files or changing "
+            "--min-confidence)"]
 
 
 def ingest_summary_lines(s, corpus: Path) -> list[str]:

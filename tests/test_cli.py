@@ -84,3 +84,21 @@ def test_roots_and_corpus_from_environment_and_config(tmp_path):
     assert f"no corpus at {tmp_path / 'c'}" in r.stderr
     r = run("ingest", "ffpp", cwd="/")
     assert "no root given for ffpp: pass ROOT, set DFKIT_ROOT_FFPP" in r.stderr
+
+
+def test_rerun_that_skips_failed_videos_names_retry_failed(tmp_path, face_video):
+    import shutil
+
+    root = tmp_path / "root" / "real"
+    root.mkdir(parents=True)
+    shutil.copy(face_video, root / "good.mp4")
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    corpus = tmp_path / "corpus"
+    first = run("ingest", "folder", tmp_path / "root", "--corpus", corpus, "--workers", "1", "-q")
+    assert first.returncode == 0 and "failed 1" in first.stdout and "--retry-failed" not in first.stdout, first
+    again = run("ingest", "folder", tmp_path / "root", "--corpus", corpus, "--workers", "1", "-q")
+    assert "2 already in the corpus, 0 processed" in again.stdout, again.stdout
+    hint = [ln for ln in again.stdout.splitlines() if "--retry-failed" in ln]
+    assert len(hint) == 1 and hint[0].strip().startswith("1 folder videos"), again.stdout
+    retry = run("ingest", "folder", tmp_path / "root", "--corpus", corpus, "--workers", "1", "-q", "--retry-failed")
+    assert "1 processed" in retry.stdout and "add --retry-failed" not in retry.stdout, retry.stdout
