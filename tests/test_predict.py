@@ -109,6 +109,27 @@ def test_video_prediction_on_constructed_probabilities():
         video_prediction(probs[:, :2], names, [0, 1, 2, 3])
 
 
+def test_params_from_manifest_latest_ingest_and_notes():
+    from dfkit.errors import DfkitError
+    from dfkit.ingest.single import params_from_manifest
+
+    base = {"root": "/data", "frames": 8, "size": 128, "margin": 1.3, "encoding": "png", "min_confidence": 0.5}
+    man = {"ingests": [{"dataset": "ffpp", "params": {**base, "frames": 16}},
+                       {"dataset": "demo", "params": {**base, "size": 64}},
+                       {"dataset": "ffpp", "params": base, "finished": "T2"}]}
+    p, notes = params_from_manifest(man, ["ffpp"])
+    assert (p.frames, p.size) == (8, 128)  # the latest ffpp ingest; demo's size is not ffpp's
+    assert len(notes) == 1 and "several values of frames" in notes[0] and "T2" in notes[0]
+    p, notes = params_from_manifest(man)  # every dataset: the latest ingest of all
+    assert (p.frames, p.size) == (8, 128) and "frames, size" in notes[0]
+    old = {"ingests": [{"dataset": "ffpp", "params": {"frames": 4, "size": 96}}]}  # an older manifest
+    p, notes = params_from_manifest(old)
+    assert (p.frames, p.size, p.margin) == (4, 96, 1.3)
+    assert "does not record margin, encoding, min_confidence" in notes[0]
+    with pytest.raises(DfkitError, match="records no ingest of dataset"):
+        params_from_manifest(man, ["celebdf"])
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # against dfkit eval
 
