@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import dfkit.corpus
-from dfkit.corpus.schema import SUSPECT_COLUMN, usable
+from dfkit.corpus.schema import PAIR_MISMATCH_COLUMN, SUSPECT_COLUMN, usable
 from dfkit.errors import one_line
 
 
@@ -47,6 +47,13 @@ def suspect_lines(meta: pd.DataFrame) -> list[str]:
     show = s.assign(suspect_rate=s["suspect_rate"].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}"))
     lines.append(show.rename(columns={"method_canonical": "method", "suspect_rate": "rate",
                                       "unpaired": "no_original"}).to_string(index=False))
+    n_mis = int(s["mismatched"].sum())
+    if n_mis:
+        vids = meta.loc[meta[PAIR_MISMATCH_COLUMN].fillna(False).astype(bool), "video_path"].nunique() \
+            if "video_path" in meta.columns else "?"
+        lines.append(f"{n_mis} fake crops ({vids} videos) differ from their paired original outside the face almost "
+                     "everywhere: the dataset pairs them with a video they were not made from (their full-reference "
+                     "values and suspect check mean nothing; the pair_mismatch column marks them)")
     n_unp = int(s["unpaired"].sum())
     if n_unp:
         lines.append(f"{n_unp} fake crops have no paired original in the corpus and cannot be checked "
@@ -64,7 +71,7 @@ class _Facts:
         self.manifest = c.manifest
         self.size = corpus_size(root)
         self.meta = c.metadata(["dataset", "method", "method_canonical", "split", "label", "pair_video_id",
-                                "quality", SUSPECT_COLUMN])
+                                "video_path", "quality", SUSPECT_COLUMN, PAIR_MISMATCH_COLUMN])
         self.videos = c.videos()
         self.empty = self.videos.empty
         if self.empty:

@@ -62,7 +62,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from dfkit.corpus.schema import SUSPECT_COLUMN, SUSPECT_REASON_COLUMN, is_quality_column, score_metric, usable
+from dfkit.corpus.schema import (PAIR_MISMATCH_COLUMN, PAIR_MISMATCH_REASON_COLUMN, SUSPECT_COLUMN, SUSPECT_REASON_COLUMN,
+                                 is_quality_column, score_metric, usable)
 from dfkit.errors import DfkitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,8 +87,8 @@ PRED_FIELDS = ("predictions", "hardness", "mistakenness", "prediction_correct")
 SUSPECT_VIEW = "suspect-labels"
 # the face checks, when the corpus has them (quality's suspect labels; ingest's face tracks and mask fraction), with
 # a fixed field type: a column that is empty so far (or empty in some shards) must not decide it
-FACE_CHECKS = {SUSPECT_COLUMN: "bool", SUSPECT_REASON_COLUMN: "str", "face_tracks": "int", "track_choice": "str",
-               "mask_fraction": "float"}
+FACE_CHECKS = {SUSPECT_COLUMN: "bool", SUSPECT_REASON_COLUMN: "str", PAIR_MISMATCH_COLUMN: "bool",
+               PAIR_MISMATCH_REASON_COLUMN: "str", "face_tracks": "int", "track_choice": "str", "mask_fraction": "float"}
 
 
 # -- environment -------------------------------------------------------------------------------------------------------

@@ -241,6 +241,12 @@ def check_quality(value, option: str = "--min-quality") -> float | None:
 
 SUSPECT_COLUMN = "suspect_label"
 SUSPECT_REASON_COLUMN = "suspect_reason"
+# A fake crop whose surroundings (the crop outside the face box) differ from its paired original almost everywhere
+# was compared with a video it was not made from (a wrong ``pair`` in the dataset's metadata): ``pair_mismatch`` =
+# true with a one-line ``pair_mismatch_reason``; its full-reference values and suspect check mean nothing (the
+# suspect label is left null). False where checked and consistent, null where not checked.
+PAIR_MISMATCH_COLUMN = "pair_mismatch"
+PAIR_MISMATCH_REASON_COLUMN = "pair_mismatch_reason"
 
 
 def suspect_mask(meta):

@@ -16,6 +16,13 @@ re-encoded as a fake would be, H.264 CRF 23) changed on at most 4.6 % (CRF 28: 1
 the face nothing changed" -- lies between the two at c23; at c40 and in other datasets the compression noise of an
 untouched frame is larger, and the cases `bench/suspect.py` builds say how the rule does there.
 
+Pair mismatch (rule version 2): a paired fake changes its face, not the scene around it. On the same real FF++ c23
+clips, the crop outside the face box changed on at most 25 % of its pixels for every true pair (NeuralTextures,
+whose blending reaches past the box: 13-25 %; Deepfakes <= 1.4 %, FaceSwap <= 5.7 %), and on at least 92 % when a
+fake was paired (through a CSV ``pair`` column) with another original of the same frame size. A checked crop above
+:data:`MAX_CHANGED_OUTSIDE` gets ``pair_mismatch`` = true (its ``fr_*`` values compare unrelated pictures, so its
+suspect label is left null); ``tests/test_pair_mismatch.py`` builds those pairs and checks the rule.
+
 The columns' names are the corpus's (:data:`dfkit.corpus.schema.SUSPECT_COLUMN`, ``SUSPECT_REASON_COLUMN``); the
 rule's version is stored in each quality shard (``META_SUSPECT_VERSION``) so that a new rule relabels the corpus
 from the stored ``fr_*`` values without reading pixels.
@@ -26,14 +33,20 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dfkit.corpus.schema import SUSPECT_COLUMN, SUSPECT_REASON_COLUMN
+from dfkit.corpus.schema import (PAIR_MISMATCH_COLUMN, PAIR_MISMATCH_REASON_COLUMN, SUSPECT_COLUMN,
+                                 SUSPECT_REASON_COLUMN)
 
-#: the rule's version (stored per quality shard; a change relabels from the stored fr_* columns)
-SUSPECT_VERSION = 1
+#: the rule's version (stored per quality shard; a change relabels from the stored fr_* columns). 2: pair mismatch
+SUSPECT_VERSION = 2
 #: a paired fake crop on which a smaller share of the face box changed is suspect (see the module docstring)
 MAX_CHANGED_FACE = 0.10
-#: the full-reference column the rule reads (written by ``dfkit quality`` for paired fakes)
+#: a paired fake crop on which a larger share of the crop outside the face box changed was paired with a video it was
+#: not made from (see the module docstring)
+MAX_CHANGED_OUTSIDE = 0.50
+#: the full-reference columns the rules read (written by ``dfkit quality`` for paired fakes)
 CHANGE_COLUMN = "fr_change_face"
+OUTSIDE_COLUMN = "fr_change_outside"
+COLUMNS = (SUSPECT_COLUMN, SUSPECT_REASON_COLUMN, PAIR_MISMATCH_COLUMN, PAIR_MISMATCH_REASON_COLUMN)
 
 
 def suspect_reason(changed_face: float) -> str:
@@ -41,22 +54,42 @@ def suspect_reason(changed_face: float) -> str:
             f"(suspect below {MAX_CHANGED_FACE:.0%}): probably not manipulated on this frame")
 
 
-def label_suspects(q: pa.Table, max_changed: float = MAX_CHANGED_FACE) -> pa.Table:
-    """``q`` (a quality table) with ``suspect_label`` / ``suspect_reason`` (re)computed from ``fr_change_face``:
-    true below ``max_changed``, false at or above it, null where there is no value (not checked)."""
-    for name in (SUSPECT_COLUMN, SUSPECT_REASON_COLUMN):
-        if name in q.column_names:
-            q = q.drop_columns([name])
-    n = q.num_rows
-    if CHANGE_COLUMN in q.column_names:
-        change = np.asarray(q[CHANGE_COLUMN].to_numpy(zero_copy_only=False), dtype=np.float64)
-    else:
-        change = np.full(n, np.nan)
-    checked = np.isfinite(change)
+def mismatch_reason(changed_outside: float) -> str:
+    return (f"{changed_outside:.1%} of the crop outside the face differs from its paired original (a true pair "
+            f"changes < {MAX_CHANGED_OUTSIDE:.0%}): probably paired with a video it was not made from")
+
+
+def _values(q: pa.Table, name: str) -> np.ndarray:
+    if name not in q.column_names:
+        return np.full(q.num_rows, np.nan)
+    return np.asarray(q[name].to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def label_suspects(q: pa.Table, max_changed: float = MAX_CHANGED_FACE,
+                   max_outside: float = MAX_CHANGED_OUTSIDE) -> pa.Table:
+    """``q`` (a quality table) with the label checks (re)computed from the stored full-reference values:
+
+    * ``pair_mismatch``: true where ``fr_change_outside`` exceeds ``max_outside``, false at or below, null where
+      there is no value;
+    * ``suspect_label``: true where ``fr_change_face`` is below ``max_changed``, false at or above it, null where
+      there is no value (not checked) or the pair is a mismatch."""
+    q = q.drop_columns([c for c in COLUMNS if c in q.column_names])
+    change, outside = _values(q, CHANGE_COLUMN), _values(q, OUTSIDE_COLUMN)
+    has_out = np.isfinite(outside)
+    mismatch = has_out & (outside > max_outside)
+    checked = np.isfinite(change) & ~mismatch
     flag = checked & (change < max_changed)
-    labels = pa.array([bool(f) if c else None for f, c in zip(flag, checked)], type=pa.bool_())
-    reasons = pa.array([suspect_reason(float(v)) if f else None for v, f in zip(change, flag)], type=pa.string())
-    out = q.append_column(SUSPECT_COLUMN, labels).append_column(SUSPECT_REASON_COLUMN, reasons)
+
+    def col(values, keep, typ):
+        return pa.array([v if k else None for v, k in zip(values, keep)], type=typ)
+
+    cols = {SUSPECT_COLUMN: col(flag.tolist(), checked, pa.bool_()),
+            SUSPECT_REASON_COLUMN: col([suspect_reason(float(v)) for v in change], flag, pa.string()),
+            PAIR_MISMATCH_COLUMN: col(mismatch.tolist(), has_out, pa.bool_()),
+            PAIR_MISMATCH_REASON_COLUMN: col([mismatch_reason(float(v)) for v in outside], mismatch, pa.string())}
+    out = q
+    for name, arr in cols.items():
+        out = out.append_column(name, arr)
     return out.replace_schema_metadata(q.schema.metadata)
 
 
@@ -66,16 +99,20 @@ def summarize(meta) -> "pd.DataFrame":  # noqa: F821 - pandas imported lazily
     import pandas as pd
 
     fakes = meta[meta["label"] == "fake"]
-    cols = ["dataset", "method_canonical", "crops", "checked", "suspect", "suspect_rate", "unpaired"]
+    cols = ["dataset", "method_canonical", "crops", "checked", "suspect", "suspect_rate", "unpaired", "mismatched"]
     if fakes.empty:
         return pd.DataFrame(columns=cols)
-    has = SUSPECT_COLUMN in fakes.columns
-    lab = fakes[SUSPECT_COLUMN] if has else pd.Series(None, index=fakes.index, dtype=object)
+
+    def flags(name):
+        return fakes[name] if name in fakes.columns else pd.Series(None, index=fakes.index, dtype=object)
+
+    lab = flags(SUSPECT_COLUMN)
     df = pd.DataFrame({"dataset": fakes["dataset"], "method_canonical": fakes["method_canonical"],
                        "checked": lab.notna(), "suspect": lab.fillna(False).astype(bool),
-                       "unpaired": fakes["pair_video_id"].isna() if "pair_video_id" in fakes else True})
+                       "unpaired": fakes["pair_video_id"].isna() if "pair_video_id" in fakes else True,
+                       "mismatched": flags(PAIR_MISMATCH_COLUMN).fillna(False).astype(bool)})
     g = df.groupby(["dataset", "method_canonical"], sort=True)
     out = g.agg(crops=("checked", "size"), checked=("checked", "sum"), suspect=("suspect", "sum"),
-                unpaired=("unpaired", "sum")).reset_index()
+                unpaired=("unpaired", "sum"), mismatched=("mismatched", "sum")).reset_index()
     out["suspect_rate"] = np.where(out["checked"] > 0, out["suspect"] / out["checked"].clip(lower=1), np.nan)
     return out[cols]
