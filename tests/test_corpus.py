@@ -160,6 +160,11 @@ def test_filters_crop_dataset_hf_and_duckdb(corpus):
     assert np.array_equal(seq[rows.iloc[3]["sample_id"]], item["image"].permute(1, 2, 0).numpy())
     hf = fakes.to_hf()
     assert len(hf) == 8 and hf[0]["image"].size == (64, 64) and hf[0]["label"] == "fake"
+    # the whole corpus: the originals' missing strings (no source/target video) stay null strings, ids stay text
+    hf_all = c.to_hf()
+    assert len(hf_all) == len(c) and hf_all.features["source_video_id"].dtype == "string"
+    src = set(zip(hf_all["label"], hf_all["source_video_id"]))  # failed: "Could not convert '002' ... to double"
+    assert src == {("real", None), ("fake", "002"), ("fake", "023")}
     import duckdb
 
     files = [str(p) for p in c.crop_files()]

@@ -5,7 +5,8 @@
     view = c.select(datasets=["ffpp"], splits=["train"], min_quality=0.7)
     view.metadata()            # pandas DataFrame, one row per crop, no image bytes
     for row, rgb in view.crops(): ...   # (metadata row, decoded crop) in shard order
-    hf = view.to_hf()          # datasets.Dataset (offline)
+    hf = view.to_hf()          # datasets.Dataset (offline; ``image`` = datasets.Image, quality columns joined)
+    view.metadata_table()      # the metadata as Arrow, typed as stored (nulls stay nulls)
 
 The shards are plain Parquet: DuckDB (``SELECT * FROM 'corpus/crops/*.parquet'``) and polars read them as they
 are (use :meth:`Corpus.crop_files` to get only committed shards). A torch dataset over a view is the training one:
@@ -208,23 +209,57 @@ class Corpus:
         for rec in df.sort_values(["_file", "_row"]).to_dict("records"):
             yield rec, reader.get(rec["_file"], rec["_row"])
 
+    def column_types(self) -> dict[str, pa.DataType]:
+        """The Arrow type of every metadata column as the shards store it: the crops schema's, then the quality
+        shards' (their union: shards differ in their optional columns), and ``split_official`` (a re-split's)."""
+        types = {f.name: f.type for f in CROPS_SCHEMA}
+        files = self.quality_files()
+        if files:
+            schemas = []
+            for p in files:
+                try:
+                    schemas.append(pq.read_schema(p))
+                except (pa.ArrowException, OSError) as e:
+                    raise corrupt_shard_error(p, e) from None
+            for f in pa.unify_schemas(schemas, promote_options="default"):
+                types.setdefault(f.name, f.type)
+        types.setdefault("split_official", pa.string())
+        return types
+
+    def metadata_table(self, rows: pd.DataFrame | None = None) -> pa.Table:
+        """Metadata ``rows`` (default: this view's) as an Arrow table typed as the shards store the columns
+        (:meth:`column_types`; not pandas' guess: a missing string stays a null string, an int column with gaps
+        stays int); the ``_file``/``_row`` locators are left out, the order is kept."""
+        return typed_table(self.metadata() if rows is None else rows, self.column_types())
+
     def to_hf(self, decode: bool = True):
-        """A Hugging Face ``datasets.Dataset`` of this view (built locally, no hub access). The ``image`` column
-        holds the crops (PIL images when ``decode``)."""
+        """A Hugging Face ``datasets.Dataset`` of this view (built in memory, no hub access), in shard order: the
+        metadata columns with their stored types, the quality columns when computed, and ``image`` (a
+        ``datasets.Image``: PIL images when ``decode``, else ``{"bytes", "path"}``)."""
         import datasets
 
-        meta = self.metadata()
-        files = self.crop_files()
-        reader = CropReader(files)
-        order = meta.sort_values(["_file", "_row"])
+        from dfkit.corpus.export import HF_IMAGE_COLUMN, hf_features
+
+        order = self.metadata().sort_values(["_file", "_row"])
+        reader = CropReader(self.crop_files())
+        t = self.metadata_table(order)
         images = [{"bytes": reader.raw(f, r), "path": None} for f, r in zip(order["_file"], order["_row"])]
-        cols = {c: order[c].tolist() for c in order.columns if not c.startswith("_")}
-        for c in ("bbox", "crop_box", "landmarks", "identity_ids"):
-            if c in cols:
-                cols[c] = [None if v is None else list(v) for v in cols[c]]
-        cols["image"] = images
-        ds = datasets.Dataset.from_dict(cols)
-        return ds.cast_column("image", datasets.Image(decode=decode))
+        t = t.append_column(HF_IMAGE_COLUMN, pa.array(images, type=datasets.Image().pa_type))
+        features = hf_features(t.schema, decode=decode)
+        return datasets.Dataset(t.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
+
+
+def typed_table(df: pd.DataFrame, types: dict[str, pa.DataType]) -> pa.Table:
+    """The columns of ``df`` (but ``_file``/``_row`` and other ``_``-prefixed locators) as an Arrow table, each with
+    its type in ``types`` (a column not there: inferred). Missing values (None, NaN, pandas' NA) become nulls."""
+    cols = [c for c in df.columns if not str(c).startswith("_")]
+    arrays = []
+    for c in cols:
+        try:
+            arrays.append(pa.array(df[c], type=types.get(c), from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise DfkitError(f"column {c!r} does not convert to {types.get(c)}: {str(e).splitlines()[0]}") from None
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in cols])
 
 
 def read_crop_meta(path: Path) -> pa.Table:
