@@ -17,6 +17,7 @@ import typer
 from dfkit import services
 from dfkit.cli_options import (CorpusOpt, corpus_path, datasets_opt, methods_opt, min_quality_opt, out_opt,
                                quiet_opt, splits_opt, weights_opt, workers_opt)
+from dfkit.cli_options import drop_suspect_opt, hidden, train_default
 from dfkit.config import default_of
 from dfkit.errors import PATH_ERRNOS, DfkitError, one_line, os_error_line
 
@@ -254,6 +255,63 @@ def splits_resplit(
 ) -> None:
     """Make an identity-disjoint re-split of the corpus (stored beside it; the official split stays)."""
     services.splits_resplit(corpus_path(corpus), by=by, name=name, ratios=ratios, seed=seed, echo=typer.echo)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder made by `dfkit train`."),
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (searched recursively for video files) or "
+                                       "globs ('clips/**/*.mp4').", show_default=False),
+    out_json: Optional[Path] = typer.Option(None, "--json", help="Also write the predictions as JSON here."),
+    out_csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the predictions as CSV here (one row "
+                                           "per file)."),
+    device: str = typer.Option(default_of(services.predict, "device"), "--device", help="cpu, cuda or cuda:N."),
+    top_frames: int = typer.Option(default_of(services.predict, "top_frames"), "--top-frames", help="Frames listed "
+                                   "per video: those with the highest probability of its top class."),
+    quiet: bool = quiet_opt(),
+) -> None:
+    """Score video files with a trained run: each file is cut into face crops exactly as `dfkit ingest` cut the run's
+    corpus (same frames, size, margin, detector threshold, read from its manifest), then per video: the class
+    distribution (P(fake) for a binary run), the top class and its confidence, and the frames that weigh most.
+
+    A file that cannot be read or shows no face is one line on stderr and the others go on (exit code 1)."""
+    res = services.predict(run, inputs, out_json=out_json, out_csv=out_csv, device=device, top_frames=top_frames,
+                           progress=not quiet, echo=typer.echo, log=_err)
+    if res["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    fmt: Optional[str] = hidden(None, "--format", help="hf (Hugging Face parquet, `image` a datasets.Image), "
+                                "webdataset (tar shards, a .png + .json per crop) or folder "
+                                "(split/label/method/*.png + index.csv)."),
+    out: Optional[Path] = out_opt(None, help="Folder to write the export into (made beside it, renamed into place "
+                                  "when done; an existing non-empty one only with --overwrite)."),
+    corpus: Optional[Path] = CorpusOpt,
+    datasets: Optional[str] = datasets_opt("Comma-separated datasets to export (default: all), as in train."),
+    methods: Optional[str] = methods_opt("Only these fake methods (own or canonical names) in the training split; "
+                                         "reals stay (as `dfkit train --methods`)."),
+    splits: Optional[str] = splits_opt("Comma-separated splits to export: train, val, test (default: all)."),
+    min_quality: Optional[float] = min_quality_opt("export"),
+    drop_suspect: bool = drop_suspect_opt("export"),
+    split: Optional[str] = hidden(None, "--split", help="Split scheme, as in train: official, identity, or a "
+                                  f"re-split's name (default: {train_default('split')})."),
+    split_seed: Optional[int] = hidden(None, "--split-seed", help="Seed of a computed identity split, as in train "
+                                       f"(default: {train_default('split_seed')})."),
+    task: Optional[str] = hidden(None, "--task", help="binary or attribution, as in train: which validation crops "
+                                 f"train keeps (default: {train_default('task')})."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty --out."),
+    quiet: bool = quiet_opt(),
+) -> None:
+    """Export the crops `dfkit train` would see with the same options, with their labels and quality columns, as a
+    Hugging Face dataset, WebDataset tar shards or a folder tree.
+
+    Example: dfkit export --format hf --out export-hf --datasets ffpp --min-quality 0.7 --split identity
+    """
+    services.export(corpus_path(corpus), fmt=fmt, out=out, datasets=datasets, methods=methods, splits=splits,
+                    min_quality=min_quality, drop_suspect=drop_suspect, split=split, split_seed=split_seed, task=task,
+                    overwrite=overwrite, progress=not quiet, echo=typer.echo)
 
 
 @app.command("browse")

@@ -52,6 +52,8 @@ MIN_QUALITY_HELP = {
                      "this (needs `dfkit quality`); each run is evaluated on every dataset's unfiltered test split.",
     "browse": "Browse filter, in [0, 1]: only crops (of every split shown) with quality >= Q (needs `dfkit "
               "quality`).",
+    "export": "As `dfkit train --min-quality`, in [0, 1]: export only the training-split crops with quality >= this "
+              "(needs `dfkit quality`); validation and test are exported unfiltered, as train sees them.",
 }
 
 
@@ -119,6 +121,9 @@ DROP_SUSPECT_HELP = {
              "data.json says how many were dropped per split and class (needs `dfkit quality`)",
     "eval": "Leave the suspect crops (fakes on which `dfkit quality` found (almost) no change against the paired "
             "original) out of the evaluated crops; eval.json says how many per class (needs `dfkit quality`).",
+    "export": "As `dfkit train --drop-suspect`: leave the suspect crops (fakes on which `dfkit quality` found "
+              "(almost) no change against the paired original) out of the training and validation splits; the test "
+              "split is exported unfiltered (needs `dfkit quality`).",
 }
 
 

@@ -331,6 +331,73 @@ def splits_resplit(corpus: Optional[PathLike] = None, *, by: str = "identity", n
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# export
+
+#: columns :func:`dfkit.train.data.select_data` adds for the model (task-dependent): not part of an export's record
+_SELECTION_COLUMNS = ("class_name", "target", "video_key")
+
+
+def export(corpus: Optional[PathLike] = None, *, fmt: Optional[str] = None, out: Optional[PathLike] = None,
+           datasets: Any = None, methods: Any = None, splits: Any = None, min_quality: Optional[float] = None,
+           drop_suspect: bool = False, split: Optional[str] = None, split_seed: Optional[int] = None,
+           task: Optional[str] = None, overwrite: bool = False, progress: bool = True,
+           echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit export``: the crops ``dfkit train`` sees with the same options, by train's own selection
+    (:func:`dfkit.train.data.select_data`: ``min_quality`` filters the training split only, ``drop_suspect`` training
+    and validation, ``methods`` the training fakes; validation crops of classes the model would not have and crops
+    without a split are left out), restricted to ``splits``, written as ``fmt`` into ``out``
+    (:func:`dfkit.corpus.export.export_view`). ``split``/``split_seed``/``task`` left out: train's defaults. Returns
+    the export's manifest.
+
+    1. refuse, before reading crops: an unknown format or split, a bad ``min_quality``, no ``out`` or an ``out`` that
+       exists and is not empty (without ``overwrite``);
+    2. select as train does (its one-line errors: unknown dataset, method or split scheme, no quality scores, no
+       training crop, ...);
+    3. write the export and print how many crops per split went where, and the line that loads it."""
+    import pandas as pd
+
+    from dfkit.config import default_of
+    from dfkit.corpus.export import FORMATS, check_out, export_view
+    from dfkit.corpus.reader import Corpus
+    from dfkit.corpus.schema import check_quality
+    from dfkit.train.data import SPLITS, parse_list, select_data
+    from dfkit.train.settings import TrainSettings
+
+    root = _corpus(corpus)
+    if fmt not in FORMATS:
+        raise DfkitError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}" if fmt else
+                         f"--format is required: {', '.join(FORMATS)}")
+    if out is None:
+        raise DfkitError("--out DIR is required: the folder the export is written into")
+    out = check_out(out, overwrite, root)
+    min_quality = check_quality(min_quality, "--min-quality")
+    want = parse_list(splits) or list(SPLITS)
+    bad = [s for s in want if s not in SPLITS]
+    if bad:
+        raise DfkitError(f"--splits {','.join(bad)}: use {', '.join(SPLITS)} (comma-separated)")
+    split = split if split is not None else default_of(TrainSettings, "split")
+    split_seed = split_seed if split_seed is not None else default_of(TrainSettings, "split_seed")
+    task = task if task is not None else default_of(TrainSettings, "task")
+    sel = select_data(root, task=task, datasets=datasets, methods=methods, split=split, min_quality=min_quality,
+                      drop_suspect=drop_suspect, seed=split_seed)
+    parts = {"train": sel.train, "val": sel.val, "test": sel.test}
+    rows = pd.concat([parts[s] for s in SPLITS if s in want], ignore_index=True)
+    rows = rows.drop(columns=[c for c in _SELECTION_COLUMNS if c in rows.columns])
+    if rows.empty:
+        raise DfkitError(f"--splits {','.join(want)}: the selection has no crops in these splits")
+    filters = {"task": task, "split": split, "split_seed": split_seed, "datasets": parse_list(datasets),
+               "methods": parse_list(methods), "splits": want, "min_quality": min_quality,
+               "drop_suspect": drop_suspect, "selection": "dfkit train's (dfkit.train.data.select_data)"}
+    for note in sel.notes:
+        echo(f"note: {note}")
+    m = export_view(Corpus(root), fmt, out, rows=rows, filters=filters, overwrite=overwrite, progress=progress)
+    per = ", ".join(f"{s} {c['crops']}" for s, c in m["counts"]["per_split"].items())
+    echo(f"exported {m['counts']['crops']} crops ({per}) of {m['counts']['videos']} videos as {fmt} to {out}")
+    echo(f"load: {m['load']}")
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # browse
 
 def browse(corpus: Optional[PathLike] = None, *, name: Optional[str] = None, port: int = 5151, launch: bool = True,
@@ -420,6 +487,117 @@ def evaluate(run: PathLike, *, corpus: Optional[PathLike] = None, datasets: Opti
     return eval_run(Path(run), corpus=corpus, datasets=datasets, split=split, out=out, min_quality=min_quality,
                     n_boot=n_boot, batch_size=batch_size, workers=workers, device=device, threads=threads,
                     echo=echo, edc=edc, edc_max_discard=edc_max_discard, drop_suspect=drop_suspect)
+
+
+def _predict_inputs(inputs: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
+    """``dfkit predict``'s VIDEO|FOLDER|GLOB arguments -> the files, in order, once each: a file as given, a
+    folder's video files (:data:`VIDEO_EXTS`, recursively, sorted), a glob's files (``**`` recurses). A path that
+    does not exist, a folder without videos or a glob matching nothing is one line (exit 2)."""
+    import glob
+
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items:
+        raise DfkitError("dfkit predict needs VIDEO, FOLDER or GLOB")
+    files: dict[Path, None] = {}
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_file():
+            found = [p]
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTS)
+            if not found:
+                raise DfkitError(f"{p}: no video files there ({', '.join(sorted(VIDEO_EXTS))}, searched recursively)")
+        elif glob.has_magic(str(item)):
+            found = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+            if not found:
+                raise DfkitError(f"{item}: no file matches")
+        else:
+            raise DfkitError(f"{p}: no such file or folder")
+        files.update(dict.fromkeys(found))
+    return list(files)
+
+
+def _predict_params(run: Path, cfg: Mapping[str, Any]):
+    """The :class:`~dfkit.ingest.engine.IngestParams` the run's training crops were cut with (its corpus's manifest)
+    and notes; a run whose corpus is gone is refused: runs themselves do not record the crop parameters."""
+    from dfkit.corpus.store import MANIFEST, read_manifest
+    from dfkit.ingest.single import params_from_manifest
+    from dfkit.train.data import parse_list
+
+    from dfkit.train.runner import CORPUS_INGESTS_KEY
+
+    corpus = Path(str(cfg["corpus"])).expanduser() if cfg.get("corpus") else None
+    if corpus is not None and (corpus / MANIFEST).is_file():
+        manifest, where = read_manifest(corpus), str(corpus)
+    elif cfg.get(CORPUS_INGESTS_KEY):  # the corpus is gone: the copy of its ingests the run recorded
+        manifest, where = {"ingests": cfg[CORPUS_INGESTS_KEY]}, f"{run / 'config.json'} ({CORPUS_INGESTS_KEY})"
+    else:
+        where = f"its corpus {corpus} has no {MANIFEST}" if corpus else "its config names no corpus"
+        raise DfkitError(f"{run}: the crop parameters (frames, size, margin, min_confidence) are read from the run's "
+                         f"corpus, and {where}; the run (trained before dfkit recorded them) has no copy")
+    try:
+        return params_from_manifest(manifest, parse_list(cfg.get("datasets")))
+    except DfkitError as e:
+        raise DfkitError(f"{run}: {where}: {e}") from None
+
+
+def predict(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]], *, out_json: Optional[PathLike] = None,
+            out_csv: Optional[PathLike] = None, device: str = "cpu", top_frames: int = 3, batch_size: int = 128,
+            progress: bool = True, echo: Echo = silent, log: Echo = silent) -> dict[str, Any]:
+    """``dfkit predict``: score video files with a trained run, each cut by the ingest engine with the run's corpus
+    parameters (:func:`dfkit.ingest.single.crop_file`) and answered per video with eval's aggregation
+    (:func:`dfkit.train.predict.video_prediction`).
+
+    1. refused before any work: ``device``, ``top_frames``, an output whose folder does not exist, the run, its
+       crop parameters (:func:`_predict_params`), the inputs (:func:`_predict_inputs`);
+    2. per file (a progress bar over files): crops in memory, the model, the video's answer; a file that gives no
+       crops (unreadable, no face) is one line on ``log`` and the rest go on;
+    3. the table (``echo``), ``out_json`` / ``out_csv``.
+
+    Returns ``{"run", "class_names", "params", "notes", "open_set", "videos": [one entry per file], "failed": [its
+    paths]}``; the command exits 1 when ``failed`` is not empty."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from dfkit.ingest.single import USABLE, crop_file
+    from dfkit.train import predict as tp
+
+    dev = tp.check_device(device)
+    if isinstance(top_frames, bool) or not isinstance(top_frames, int) or top_frames < 0:
+        raise DfkitError(f"--top-frames must be a whole number of at least 0, not {top_frames!r}")
+    outs = {opt: Path(p).expanduser() for opt, p in (("--json", out_json), ("--csv", out_csv)) if p is not None}
+    for opt, p in outs.items():
+        if p.is_dir() or not p.parent.is_dir():
+            raise DfkitError(f"{opt} {p}: " + ("is a folder" if p.is_dir() else f"folder {p.parent} does not exist"))
+    run = Path(run).expanduser()
+    model, names, cfg = tp.load_run(run, device=dev)
+    params, notes = _predict_params(run, cfg)
+    files = _predict_inputs(inputs)
+    for n in notes:
+        log(f"note: {n}")
+    records, failed = [], []
+    for f in tqdm(files, desc="predict", unit="file", disable=not progress, dynamic_ncols=True):
+        vrow, crops = crop_file(f, params)
+        answer = None
+        if vrow.get("status") in USABLE and crops:
+            probs, _ = tp.predict_crops(model, [c["crop"] for c in crops], device=dev, batch_size=batch_size,
+                                        crop=cfg.get("crop", "resize"))
+            answer = tp.video_prediction(probs, names, [c["frame_index"] for c in crops],
+                                         [c["timestamp_s"] for c in crops], top_k=top_frames)
+        else:
+            failed.append(str(f))
+            log(one_line(f"{f}: {vrow.get('status')} at {vrow.get('stage')}: {vrow.get('reason')}"))
+        records.append(tp.prediction_record(str(f), vrow, answer))
+    echo(tp.predictions_table(records, names))
+    echo(f"{len(files) - len(failed)} of {len(files)} files scored with {run} ({cfg.get('task')}, classes "
+         f"{', '.join(names)}); open-set score: {tp.OPEN_SET_NOTE}")
+    meta = {"run": str(run), "task": cfg.get("task"), "class_names": names, "params": asdict(params), "notes": notes}
+    if "--json" in outs:
+        echo(f"written: {tp.write_predictions_json(outs['--json'], records, meta)}")
+    if "--csv" in outs:
+        echo(f"written: {tp.write_predictions_csv(outs['--csv'], records, names)}")
+    return {**meta, "open_set": tp.OPEN_SET_NOTE, "videos": records, "failed": failed}
 
 
 def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = None,

@@ -239,11 +239,23 @@ def test_bad_arguments_are_one_line_before_any_work(demo_run, bad_files, tmp_pat
         assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err, (args, err)
         assert out == "", args  # refused before any file was scored
     assert not (tmp_path / "missing").exists()
-    # a run whose corpus is gone: refused, naming what is missing (runs do not record the crop parameters)
+    # a run whose corpus is gone cuts the file with the copy of the corpus's ingests the run recorded, as before
+    import dfkit.corpus
+    from dfkit.train.runner import CORPUS_INGESTS_KEY
+
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg[CORPUS_INGESTS_KEY] == dfkit.corpus.open(cfg["corpus"]).manifest["ingests"]
+    code, want, err = run_cli(["predict", run, good, "-q"], capsys)
+    assert code == 0, err
     gone = tmp_path / "gone-run"
     shutil.copytree(run, gone)
-    cfg = json.loads((gone / "config.json").read_text())
     (gone / "config.json").write_text(json.dumps({**cfg, "corpus": str(tmp_path / "deleted-corpus")}))
+    code, out, err = run_cli(["predict", gone, good, "-q"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[:-1] == want.splitlines()[:-1]  # the same table (the last line names the run folder)
+    # a run from before dfkit recorded them, whose corpus is gone: refused, naming what is missing
+    old = {k: v for k, v in cfg.items() if k != CORPUS_INGESTS_KEY}
+    (gone / "config.json").write_text(json.dumps({**old, "corpus": str(tmp_path / "deleted-corpus")}))
     code, out, err = run_cli(["predict", gone, good, "-q"], capsys)
     assert code == 2 and "deleted-corpus has no manifest.json" in err and "frames, size, margin" in err
 

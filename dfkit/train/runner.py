@@ -67,6 +67,20 @@ def _build_model(s: TrainSettings, num_classes: int, img_size: int):
         lg.setLevel(level)
 
 
+#: ``config.json``'s copy of the corpus manifest's ``ingests`` (each with the parameters its crops were cut with), so
+#: that ``dfkit predict`` cuts a new file the way the training crops were cut even when the corpus is gone
+CORPUS_INGESTS_KEY = "corpus_ingests"
+
+
+def _corpus_ingests(corpus) -> list[dict[str, Any]]:
+    from dfkit.corpus.store import read_manifest
+
+    try:
+        return [r for r in read_manifest(Path(corpus)).get("ingests") or [] if isinstance(r, dict)]
+    except Exception:  # noqa: BLE001 - a record for later, never a reason to stop training
+        return []
+
+
 def _saved_config(out: Path) -> dict[str, Any]:
     """The run's saved ``config.json`` ({} when there is none); a damaged one is one line naming it."""
     path = out / "config.json"
@@ -196,7 +210,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
                                              for c, g in rows.groupby("class_name")}}
         resolved = {**s.to_dict(), "class_names": names, "weights_source": model.weights_source,
                     "device_used": dev, "counts": counts, "notes": selection.notes, "dfkit_command": "train",
-                    "world_size": ctx.world, "global_batch_size": int(s.batch_size) * ctx.world}
+                    "world_size": ctx.world, "global_batch_size": int(s.batch_size) * ctx.world,
+                    CORPUS_INGESTS_KEY: _corpus_ingests(s.corpus)}
         if ctx.is_main:
             _write_config(out, resolved)
             (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
