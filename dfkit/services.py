@@ -412,7 +412,14 @@ def browse(corpus: Optional[PathLike] = None, *, name: Optional[str] = None, por
 
     return _browse(_corpus(corpus), name=name, port=port, launch=launch, run=Path(run) if run else None,
                    datasets=datasets, methods=methods, splits=splits, min_quality=min_quality, progress=progress,
-                   echo=echo)
+                   echo=echo, predictor=_browse_predictor if run else None)
+
+
+def _browse_predictor(run: Path, view):
+    """``dfkit browse --run``: the run's predictions on the browsed view (the training stage's predict_corpus)."""
+    from dfkit.train.predict import predict_corpus
+
+    return predict_corpus(run, view, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -401,7 +401,8 @@ def test_predictions_hardness_mistakenness(built, corpus, tmp_path, monkeypatch)
     """`--run` with a stand-in `predict_corpus` (the real one is dfkit.train.predict's): predictions, hardness,
     mistakenness, and the "mistakes" view sorted most-confidently-wrong first."""
     import dfkit.corpus
-    from dfkit.browse.core import browse, hardness_mistakenness
+    from dfkit.browse.core import hardness_mistakenness
+    from dfkit.services import browse  # passes the training stage's predictor for --run
 
     classes = ["real", "fake"]
     calls = []
@@ -467,7 +468,7 @@ def test_predictions_of_a_trained_run(built, corpus, tmp_path):
     pytest.importorskip("dfkit.train.predict")
     from fiftyone import ViewField as F
 
-    from dfkit.browse.core import browse
+    from dfkit.services import browse
 
     run = tmp_path / "run"
     runner.train_run(runner.TrainSettings(corpus=str(corpus.path), task="attribution", backbone="tiny", epochs=1,

@@ -43,8 +43,6 @@ KNOWN_STAGE_IMPORTS = {
     ("dfkit.train.known_effect", "dfkit.quality.run"):
         "the known-effect check scores with the weights the corpus's quality shards were made with "
         "(stored_weights)",
-    ("dfkit.browse.core", "dfkit.train.predict"):
-        "`dfkit browse --run` shows a training run's predictions (predict_corpus)",
 }
 
 #: (importing module, imported module) -> why a non-application module imports an application

@@ -610,17 +610,20 @@ def add_predictions(dataset, df: pd.DataFrame, run: str = "", class_names: Seque
     return int(len(df))
 
 
-def predict_run(run: Path, view: "Corpus") -> pd.DataFrame:
+#: what ``--run`` needs from the training stage: (run folder, corpus view) -> ``predict_corpus``'s DataFrame. The
+#: application passes it in (``dfkit.services.browse``), so browsing does not import training
+Predictor = Callable[[Path, "Corpus"], pd.DataFrame]
+
+
+def predict_run(run: Path, view: "Corpus", predictor: Predictor | None) -> pd.DataFrame:
     run = Path(run).expanduser()
     if not run.exists():
         raise DfkitError(f"--run {run}: no such run directory")
-    try:
-        from dfkit.train.predict import predict_corpus
-    except ImportError as e:
-        raise DfkitError(f"--run needs dfkit.train.predict.predict_corpus, which this install lacks ({e})") from None
-    df = predict_corpus(run, view, device="cpu")
+    if predictor is None:
+        raise DfkitError("--run needs a predictor (dfkit.services.browse passes the training stage's predict_corpus)")
+    df = predictor(run, view)
     if not isinstance(df, pd.DataFrame):
-        raise DfkitError(f"predict_corpus returned {type(df).__name__}, not a DataFrame")
+        raise DfkitError(f"the predictor returned {type(df).__name__}, not a DataFrame")
     return df
 
 
@@ -773,8 +776,9 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
 
 def browse(corpus_root: Path, name: str | None = None, port: int = 5151, launch: bool = True,
            run: Path | None = None, datasets=None, methods=None, splits=None, min_quality: float | None = None,
-           progress: bool = True, echo: Callable[[str], None] = print) -> BuildStats:
-    """What ``dfkit browse`` does (see the module docstring)."""
+           progress: bool = True, echo: Callable[[str], None] = print,
+           predictor: Predictor | None = None) -> BuildStats:
+    """What ``dfkit browse`` does (see the module docstring); ``predictor`` scores ``run`` (:data:`Predictor`)."""
     import dfkit.corpus
 
     if launch:
@@ -783,7 +787,7 @@ def browse(corpus_root: Path, name: str | None = None, port: int = 5151, launch:
                                                 splits=_split_list(splits), min_quality=min_quality)
     dataset, stats = build_dataset(view, name, progress=progress, log=echo)
     if run is not None:
-        df = predict_run(run, view)
+        df = predict_run(run, view, predictor)
         stats.predictions = add_predictions(dataset, df, run=str(run), class_names=df.attrs.get("class_names"),
                                             log=echo)
     stats.near_duplicates = mark_near_duplicates(dataset, view, log=echo)
