@@ -260,7 +260,7 @@ def test_deterministic_given_seed(demo, tmp_path):
 def test_h264_writer_repeatable_on_a_loaded_machine(tmp_path):
     """The one H.264 writer gives the same bytes for the same frames while other processes load every core (with
     FFmpeg's threaded RGB -> yuv420p conversion, 2 of 40 encodes of 48 demo frames differed here under this load;
-    with x264's own frame threads, 4 of 20 of these frames)"""
+    with x264's own frame threads, 4 of 20 of these frames; with one x264 thread but its macroblock tree, 7 of 20)"""
     import hashlib
     import os
     import subprocess
@@ -300,7 +300,8 @@ def test_poor_capture_scores_lower_quality_than_clean(demo):
     """dfkit's quality composite scores the poorly filmed targets' faces clearly lower than the clean targets'
     (c23 originals; the crops are cut as the ingest cuts them, at the synthetic face box)."""
     from dfkit.quality.compute import compute_quality
-    from dfkit.quality.frames import frame_row, rows_to_table
+    from dfkit.corpus.schema import rows_to_table
+    from dfkit.ingest.frames import frame_row
 
     root, s = demo
     per_target = {}
