@@ -231,7 +231,9 @@ def quality_calibrate(corpus: Optional[PathLike] = None, *, videos: Optional[Pat
             raise DfkitError(f"--videos {videos}: no video files there")
         if out is None:
             raise DfkitError("--videos needs --out (where to write the calibration)")
-        sources = cal.sources_from_videos(paths, per_video=per_video)
+        from dfkit.ingest.frames import frame_row
+
+        sources = cal.sources_from_videos(paths, frame_row, per_video=per_video)
     else:
         import dfkit.corpus
 

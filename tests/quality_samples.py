@@ -2,8 +2,8 @@
 the package).
 
 Sources: frames of the real clips under ``../shared/realdata`` (decoded with PyAV), or ``skimage.data.astronaut()``
-when that folder is absent. Rows come from :func:`dfkit.quality.frames.frame_row` (re-exported here with
-:func:`~dfkit.quality.frames.rows_to_table`): the same columns as corpus crop rows (bbox, det_score, landmarks,
+when that folder is absent. Rows come from :func:`dfkit.ingest.frames.frame_row` (re-exported here with
+:func:`~dfkit.corpus.schema.rows_to_table`): the same columns as corpus crop rows (bbox, det_score, landmarks,
 crop_box, crop bytes, video facts).
 
 Tests import it as ``import quality_samples`` (pytest puts ``tests/`` on ``sys.path``, as for ``from conftest import``);
@@ -20,7 +20,8 @@ from typing import Iterator
 import numpy as np
 
 from dfkit.corpus.schema import sample_id
-from dfkit.quality.frames import frame_row, rows_to_table
+from dfkit.corpus.schema import rows_to_table
+from dfkit.ingest.frames import frame_row
 
 __all__ = ["REALDATA_CANDIDATES", "realdata_root", "ffpp_videos", "frame_row", "rows_to_table", "astronaut_rows",
            "video_frames", "ffpp_meta", "realdata_rows", "sample_rows", "paired_rows"]

@@ -33,9 +33,6 @@ APPS = {"cli", "cli_train", "cli_options", "services", "demo", "report", "__main
 
 #: (importing module, imported module) -> why the stage-to-stage import stays
 KNOWN_STAGE_IMPORTS = {
-    ("dfkit.quality.frames", "dfkit.ingest.faces"):
-        "calibrating on raw clips (``dfkit quality calibrate --videos``) finds the face on each frame with the "
-        "ingest face detector (FaceDetector): detection is ingest's job, not the corpus's",
     ("dfkit.train.known_effect", "dfkit.quality.degrade"):
         "the known-effect check trains on crops degraded exactly as quality's degradations define them",
     ("dfkit.train.known_effect", "dfkit.quality.compute"):

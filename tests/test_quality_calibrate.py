@@ -136,8 +136,10 @@ def calibration(tmp_path_factory):
     need_realdata("ffpp_icpr2020dfdc")
     from quality_samples import ffpp_meta
 
+    from dfkit.ingest.frames import frame_row
+
     paths = sorted(FFPP_REAL.rglob("*.mp4"))
-    src = cal.sources_from_videos(paths, per_video=4, meta=ffpp_meta)
+    src = cal.sources_from_videos(paths, frame_row, per_video=4, meta=ffpp_meta)
     assert len(src) >= 20
     out = tmp_path_factory.mktemp("cal")
     keep: list = []

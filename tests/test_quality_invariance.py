@@ -48,9 +48,10 @@ def _faces() -> list[Face]:
     if not FFPP_REAL.exists():
         return out
     from dfkit.corpus.codec import decode_crop
+    from dfkit.ingest.frames import frame_row
     from dfkit.quality import calibrate as cal
 
-    for s in cal.sources_from_videos(sorted(FFPP_REAL.rglob("*.mp4")), per_video=2):
+    for s in cal.sources_from_videos(sorted(FFPP_REAL.rglob("*.mp4")), frame_row, per_video=2):
         out.append(Face(decode_crop(s.row["crop"]), s.row, s))
     return out
 

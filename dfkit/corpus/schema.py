@@ -257,3 +257,16 @@ def suspect_mask(meta):
     if SUSPECT_COLUMN not in meta.columns:
         return pd.Series(False, index=meta.index)
     return meta[SUSPECT_COLUMN].fillna(False).astype(bool)
+
+
+def rows_to_table(rows: list[dict]):
+    """Crop rows (dicts) -> a pyarrow Table with :data:`CROPS_SCHEMA`'s types where the columns exist (calibration,
+    tests, benchmarks: rows cut outside an ingest)."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    cols = {}
+    for n in names:
+        vals = [r.get(n) for r in rows]
+        cols[n] = pa.array(vals, type=CROPS_SCHEMA.field(n).type) if n in CROPS_SCHEMA.names else pa.array(vals)
+    return pa.table(cols)

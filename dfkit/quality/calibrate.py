@@ -82,13 +82,18 @@ def _clip_id(p: Path, paths: Sequence[Path]) -> str:
         return Path(p).with_suffix("").as_posix()
 
 
-def sources_from_videos(paths: Sequence[Path], per_video: int = 4, crop_size: int = 256,
+#: what cuts a clean frame: ``(rgb, facts, crop_size=...) -> crop row | None`` (no face); the ingest's
+#: :func:`dfkit.ingest.frames.frame_row`, passed in by the application (the quality stage does not detect faces)
+FrameCutter = Callable[..., "dict | None"]
+
+
+def sources_from_videos(paths: Sequence[Path], cut: FrameCutter, per_video: int = 4, crop_size: int = 256,
                         meta: Callable[[Path], dict] | None = None) -> list[Source]:
-    """``per_video`` frames spread over each clip (each with the ``WINDOW - 1`` frames before it), cut as the
-    ingest cuts them (largest face, margin 1.3). Clips that cannot be decoded or show no face are skipped."""
+    """``per_video`` frames spread over each clip (each with the ``WINDOW - 1`` frames before it), cut by ``cut``
+    as the ingest cuts them (largest face, margin 1.3). Clips that cannot be decoded or show no face are skipped."""
     import av
 
-    from dfkit.quality.frames import frame_row
+    frame_row = cut
 
     out: list[Source] = []
     for p in paths:
@@ -174,7 +179,7 @@ def run_calibration(sources: Sequence[Source], kinds: Sequence[str] | None = Non
 
     from dfkit.quality.composite import resolve_weights, weakest
     from dfkit.quality.compute import compute_quality
-    from dfkit.quality.frames import rows_to_table
+    from dfkit.corpus.schema import rows_to_table
 
     if not sources:
         raise DfkitError("no clean crops to calibrate on (no readable clip with a face, or an empty corpus)")

@@ -1,10 +1,12 @@
-"""Corpus-like crop rows cut from frames, exactly as the ingest cuts them (calibration, tests, benchmarks).
+"""Corpus-like crop rows cut from single frames, exactly as the ingest cuts them (calibration, tests, benchmarks).
 
 :func:`frame_row` finds the dominant face of one RGB frame with the ingest detector (mediapipe BlazeFace, bundled
 with the wheel: nothing is downloaded), cuts it with ``dfkit.corpus.geometry.square_crop_box`` / ``crop_square`` and
 returns a row with the columns of a corpus crop row (bbox, det_score, landmarks, crop_box, crop bytes, video
-facts); :func:`rows_to_table` turns such rows into a table with the corpus crop schema's types. The synthetic and
-real-data sample builders of the tests and benchmarks live in ``tests/quality_samples.py``.
+facts); :func:`dfkit.corpus.schema.rows_to_table` turns such rows into a table with the corpus crop schema's types.
+``dfkit quality calibrate --videos`` gets :func:`frame_row` from the application (``dfkit.services``): finding the
+face is the ingest's job, so the quality stage does not import it. The synthetic and real-data sample builders of
+the tests and benchmarks live in ``tests/quality_samples.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ _DETECTOR = None
 def _detector():
     global _DETECTOR
     if _DETECTOR is None:
-        from dfkit.ingest.faces import FaceDetector
+        from dfkit.ingest.faces import FaceDetector  # noqa: F401 - same package
 
         _DETECTOR = FaceDetector()
     return _DETECTOR
@@ -54,18 +56,3 @@ def frame_row(rgb: np.ndarray, facts: dict | None = None, crop_size: int = 256, 
     }
     row.update(facts)
     return row
-
-
-def rows_to_table(rows: list[dict]):
-    """Rows (dicts) -> a pyarrow Table with the corpus crop schema's types where the columns exist."""
-    import pyarrow as pa
-
-    from dfkit.corpus.schema import CROPS_SCHEMA
-
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    fields = [CROPS_SCHEMA.field(n) if n in CROPS_SCHEMA.names else None for n in names]
-    cols = {}
-    for n, f in zip(names, fields):
-        vals = [r.get(n) for r in rows]
-        cols[n] = pa.array(vals, type=f.type) if f is not None else pa.array(vals)
-    return pa.table(cols)
