@@ -19,7 +19,7 @@ _DETECTOR = None
 def _detector():
     global _DETECTOR
     if _DETECTOR is None:
-        from dfkit.ingest.faces import FaceDetector  # noqa: F401 - same package
+        from dfkit.ingest.faces import FaceDetector
 
         _DETECTOR = FaceDetector()
     return _DETECTOR
