@@ -11,8 +11,12 @@ Weights, in order of precedence:
   ``torch.load(weights_only=True)``, never unpickling arbitrary objects). A dfkit checkpoint (keys ``model.*``) restores
   the whole classifier; any other state dict (e.g. timm's own ``model.safetensors``) is loaded into the feature
   extractor, dropping the source's classifier.
-- ``pretrained=True``: timm's normal path, which downloads from the Hugging Face hub and therefore **needs the
-  internet** (it fails on an offline machine).
+- ``pretrained=True`` (``dfkit train --pretrained``): timm's weights, which **need the internet**: first one TCP
+  connection to where they come from (the Hugging Face hub, ``$HF_ENDPOINT``, or the model's download URL; through
+  the ``https`` proxy when one is set) is tried, waiting at most :data:`REACH_TIMEOUT_S`; reachable, timm downloads
+  as usual. Unreachable (or ``HF_HUB_OFFLINE`` set), weights already in the local cache (the hub cache, or torch
+  hub's ``checkpoints/`` for URL weights) are used; else one line says so and names ``--weights PATH`` and
+  ``--scratch`` (offline this takes about a second; timm's own retries took ~50 s).
 - neither (the default): the model trains from scratch, and a message says so.
 """
 
@@ -301,21 +305,22 @@ def timm_classifier(
 ) -> BackboneClassifier:
     """``timm.create_model(timm_name, pretrained=pretrained, num_classes=0)`` (pooled features) + our own head.
 
-    ``pretrained=True`` goes through timm's normal download path and needs the internet.
+    ``pretrained=True`` needs the internet, or the weights in the local cache (see the module docstring).
     """
     import timm
 
     if pass_img_size:
         timm_kwargs["img_size"] = img_size
+    if pretrained:
+        timm_kwargs.update(_pretrained_source(timm_name))  # offline and not cached: one line, at once
     try:
         features = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
-    except Exception as e:  # offline machines fail here for pretrained=True
+    except Exception as e:  # the host answered, the download failed
         if pretrained:
-            raise RuntimeError(
-                f"could not fetch timm's pretrained weights for {timm_name!r} ({e.__class__.__name__}: {e}). "
-                "pretrained=True needs the internet; offline, pass weights=PATH to a local state dict, or train "
-                "from scratch (pretrained=False)."
-            ) from e
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise PretrainedWeightsError(
+                f"could not fetch timm's pretrained weights for {timm_name!r} ({e.__class__.__name__}: {first}): "
+                f"--pretrained needs the internet; {OFFLINE_HINT}") from e
         raise
     cfg = getattr(features, "pretrained_cfg", None) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
@@ -324,3 +329,108 @@ def timm_classifier(
         features, features.num_features, num_classes,
         backbone_name=backbone_name, img_size=img_size, mean=mean, std=std, drop_rate=drop_rate,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# where timm's pretrained weights come from, and whether that can be reached
+
+#: seconds the one connection attempt to the weights' host may take before ``--pretrained`` gives up
+REACH_TIMEOUT_S = 3.0
+#: what to do instead, named as the command line spells it
+OFFLINE_HINT = ("offline, pass --weights PATH (a local .safetensors/.pth state dict) or train from scratch "
+                "(--scratch)")
+
+
+class PretrainedWeightsError(RuntimeError):
+    """timm's pretrained weights cannot be had (offline and not cached, or the download failed): one line naming
+    ``--weights PATH``."""
+
+
+def _weights_location(timm_name: str) -> tuple[str | None, str | None, bool]:
+    """``(URL of the host the weights come from, a locally cached weights file or None, from the hub?)`` for a timm
+    model's default pretrained tag (``(None, None, False)`` when timm knows no weights for it)."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(timm_name)
+    except (RuntimeError, KeyError, ValueError):
+        cfg = None
+    if cfg is None:
+        return None, None, False
+    if getattr(cfg, "hf_hub_id", None):
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        repo, _, rev = cfg.hf_hub_id.partition("@")
+        for fname in ([cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]):
+            hit = try_to_load_from_cache(repo, fname, revision=rev or None)
+            if isinstance(hit, str):
+                return constants.ENDPOINT, hit, True
+        return constants.ENDPOINT, None, True
+    if getattr(cfg, "url", None):
+        import os
+        from urllib.parse import urlsplit
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlsplit(cfg.url).path)
+        return cfg.url, (str(cached) if cached.is_file() else None), False
+    return None, None, False
+
+
+def unreachable(url: str, timeout: float = REACH_TIMEOUT_S) -> str | None:
+    """``None`` when a TCP connection to ``url``'s host (or to the proxy the environment sets for its scheme) opens
+    within ``timeout`` seconds -- one attempt, name lookup included -- else why not, as a phrase."""
+    import socket
+    import threading
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(u.scheme)
+    via = ""
+    if proxy and not urllib.request.proxy_bypass(host):
+        pu = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        via = f" (through the proxy {pu.hostname}:{pu.port or 80})"
+        host, port = pu.hostname or "", pu.port or 80
+    result: dict[str, Any] = {}
+
+    def attempt() -> None:  # in a thread: socket timeouts do not bound the name lookup
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result["ok"] = True
+        except OSError as e:
+            result["error"] = e
+
+    t = threading.Thread(target=attempt, name="dfkit-reach", daemon=True)
+    t.start()
+    t.join(timeout)
+    if result.get("ok"):
+        return None
+    where = f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}{via}"
+    if "error" in result:
+        e = result["error"]
+        return f"{where} cannot be reached ({e.strerror or e})"
+    return f"{where} did not answer within {timeout:g} s"
+
+
+def _pretrained_source(timm_name: str) -> dict[str, Any]:
+    """Extra ``timm.create_model`` arguments for ``pretrained=True``: none when the weights' host answers; the cached
+    file (``pretrained_cfg_overlay``) when it does not; :class:`PretrainedWeightsError` when it does not and nothing
+    is cached."""
+    url, cached, hub = _weights_location(timm_name)
+    if url is None:
+        return {}  # timm knows no weights for it and says so
+    why = None
+    if hub:
+        from huggingface_hub import constants
+
+        if constants.is_offline_mode():
+            why = "HF_HUB_OFFLINE is set"
+    if why is None:
+        why = unreachable(url)
+    if why is None:
+        return {}
+    if cached is not None:
+        logger.info("%s: %s; using the cached pretrained weights %s", timm_name, why, cached)
+        return {"pretrained_cfg_overlay": {"file": cached}}
+    raise PretrainedWeightsError(f"timm's pretrained weights for {timm_name!r} are not in the local cache and {why}: "
+                                 f"--pretrained needs the internet; {OFFLINE_HINT}")

@@ -44,6 +44,7 @@ class TinyCNN(nn.Module):
 def _factory(num_classes: int, pretrained: bool = False, img_size: int = 64, drop_rate: float = 0.0,
              widths: tuple[int, ...] = (16, 32, 64, 128)) -> BackboneClassifier:
     if pretrained:
-        raise ValueError("this backbone has no pretrained weights; use pretrained=False (or weights=PATH)")
+        raise ValueError("tiny has no pretrained weights: train it from scratch (--scratch) or start from "
+                         "--weights PATH")
     features = TinyCNN(tuple(widths))
     return BackboneClassifier(features, features.num_features, num_classes, img_size=img_size, drop_rate=drop_rate)
