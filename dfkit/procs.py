@@ -153,3 +153,28 @@ def final_commit() -> Iterator[SignalHold]:
     finally:
         for s, old in (h._old or {}).items():
             signal.signal(s, old)
+
+
+# -- fault injection (tests/reliability/test_commit_faults.py) ---------------------------------------------------------
+#: the named points of the commit protocols where a test may kill the process (``DFKIT_FAULT=<point>``, at its
+#: ``DFKIT_FAULT_AT``-th pass, default 1, with ``DFKIT_FAULT_SIGNAL``, default KILL): what a crash there leaves must be
+#: resumed with nothing lost or duplicated
+FAULT_POINTS = {
+    "crops-renamed": "an ingest shard's crops are in place, its videos shard (the commit record) is not",
+    "videos-renamed": "an ingest shard was just committed (its videos shard renamed into place)",
+    "table-tmp-written": "a shard (crops, videos, quality, split scheme) is written under its temporary name, "
+                         "not yet renamed",
+    "checkpoint-tmp-written": "a checkpoint file is written under its temporary name, not yet renamed",
+}
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Kill this process here when ``DFKIT_FAULT`` names this point (a no-op otherwise: one dict lookup)."""
+    want = os.environ.get("DFKIT_FAULT")
+    if want is None or want != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] == int(os.environ.get("DFKIT_FAULT_AT", "1")):
+        sig = getattr(signal, "SIG" + os.environ.get("DFKIT_FAULT_SIGNAL", "KILL").upper().removeprefix("SIG"))
+        os.kill(os.getpid(), sig)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from dfkit import __version__
 from dfkit.corpus.schema import SCHEMA_VERSION
 from dfkit.errors import CorpusLockedError, DfkitError
+from dfkit.procs import fault_point
 
 TABLES = ("crops", "videos", "quality")
 _SHARD_RE = re.compile(r"^part-(\d{6})-([0-9a-f]{8})\.parquet$")
@@ -191,13 +192,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{path.name}.partial")  # not *.parquet: a bare glob (DuckDB) must not read it
     pq.write_table(table, tmp, **kwargs)
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    fault_point("table-tmp-written")
     os.replace(tmp, path)
 
 

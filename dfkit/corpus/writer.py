@@ -18,6 +18,7 @@ from dfkit.corpus.schema import CROPS_SCHEMA, SPLIT_SCHEME_COLUMNS, VIDEOS_SCHEM
 from dfkit.corpus.store import (CorpusLock, CorruptShardError, Shard, atomic_write_table, clean_uncommitted, committed_shards,
                                 damaged_shards, list_shards, next_shard, quarantine, read_manifest, read_shards,
                                 recovery_hint, write_manifest)
+from dfkit.procs import fault_point
 
 #: crops are written in small row groups so a training loader can read a few crops without reading a shard
 CROPS_ROW_GROUP = 16
@@ -121,7 +122,9 @@ class CorpusWriter:
         # crops first, videos second: the videos shard is the commit record
         atomic_write_table(crops, self.root / "crops" / name, row_group_size=CROPS_ROW_GROUP,
                            compression=_CROPS_COMPRESSION)
+        fault_point("crops-renamed")
         atomic_write_table(videos, self.root / "videos" / name, compression="zstd")
+        fault_point("videos-renamed")
         self.committed_videos += len(self._videos)
         self.committed_crops += len(self._crops)
         self._crops, self._videos = [], []

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dfkit.errors import DfkitError
+from dfkit.procs import fault_point
 
 FORMAT = "dfkit-checkpoint"
 VERSION = 1
@@ -135,10 +136,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # save / load
 
 def _atomic_write(path: Path, write) -> None:
+    # a checkpoint file left under its temporary name by a process killed mid-write (one writer per run folder)
+    for stale in [*path.parent.glob("*.safetensors.*.tmp"), *path.parent.glob("*.json.*.tmp")]:
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        fault_point("checkpoint-tmp-written")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
