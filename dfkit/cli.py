@@ -17,7 +17,7 @@ import typer
 from dfkit import services
 from dfkit.cli_options import (CorpusOpt, corpus_path, datasets_opt, methods_opt, min_quality_opt, out_opt,
                                quiet_opt, splits_opt, weights_opt, workers_opt)
-from dfkit.cli_options import drop_suspect_opt, hidden, train_default
+from dfkit.cli_options import corpus_opt, drop_suspect_opt, hidden, train_default
 from dfkit.config import default_of
 from dfkit.errors import PATH_ERRNOS, DfkitError, one_line, os_error_line
 
@@ -337,6 +337,28 @@ def browse(
     into <corpus>/.fiftyone-cache. The app listens on 127.0.0.1 only; Ctrl-C stops it."""
     services.browse(corpus_path(corpus), name=name, port=port, launch=not no_launch, run=run, datasets=datasets,
                     methods=methods, splits=splits, min_quality=min_quality, progress=not quiet, echo=typer.echo)
+
+
+@app.command("export-model")
+def export_model(
+    run: Path = typer.Argument(..., help="Run folder made by `dfkit train` (its best checkpoint is exported)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (opset 17, dynamic batch) or torchscript (torch.jit)."),
+    out: Optional[Path] = out_opt(None, help="Folder for model.onnx / model.pt and model.json (default: "
+                                  "RUN/export)."),
+    corpus: Optional[Path] = corpus_opt("Corpus whose crops check the export (default: the run's corpus; random "
+                                        "input when it is gone)."),
+    n_check: int = typer.Option(default_of(services.export_model, "n_check"), "--n-check", help="Crops (test split) run through the checkpoint and the "
+                                "exported model; their largest logit difference must be <= 1e-4 (+1e-4 x "
+                                "max |logit|)."),
+    quiet: bool = quiet_opt(),
+) -> None:
+    """Export a trained run as ONNX or TorchScript, checked against its checkpoint, with model.json beside it:
+    input layout (NCHW float32 RGB), resize, mean/std, class names, task, backbone, checkpoint SHA-256.
+
+    Example: dfkit export-model runs/attr-b0 --format onnx
+    """
+    services.export_model(run, fmt=fmt, out=out, n_check=n_check, corpus=corpus, progress=not quiet,
+                          echo=typer.echo)
 
 
 from dfkit.cli_train import register as _register_train; _register_train(app)  # noqa: E402,E702

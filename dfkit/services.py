@@ -664,3 +664,21 @@ def cross_dataset(settings: Settings = None, *, config: Optional[PathLike] = Non
                 level=level, n_boot=n_boot, echo=echo)
     echo(f"cross-dataset: {Path(rep['out_dir']) / 'cross_dataset.json'} (+ cross_dataset.md, cross_dataset.png)")
     return rep
+
+
+def export_model(run: PathLike, *, fmt: str = "onnx", out: Optional[PathLike] = None, n_check: int = 32,
+                 corpus: Optional[PathLike] = None, progress: bool = True, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit export-model``: the run's best checkpoint as ONNX or TorchScript plus ``model.json`` (preprocessing,
+    classes, the check against the checkpoint); returns that document (:func:`dfkit.train.export.export_model`)."""
+    from dfkit.train.export import export_model as export
+
+    doc = export(run, fmt, out=out, n_check=n_check, corpus=corpus, progress=progress)
+    c = doc["check"]
+    on = (f"{c['n']} {c['split']} crops of {c['corpus']}" if c["inputs"] == "corpus crops"
+          else f"{c['n']} random inputs ({c['why']})")
+    folder = Path(out).expanduser() if out is not None else Path(run).expanduser() / "export"
+    echo(f"exported {doc['backbone']} ({len(doc['class_names'])} classes, {doc['img_size']} px) as {fmt}: "
+         f"{folder / doc['file']} + {folder / 'model.json'}")
+    echo(f"check on {on}, batch {c['batch_size']}: max abs logit difference {c['max_abs_diff']:.3g} "
+         f"(tolerance {c['tolerance']:.3g}), arg-max agrees on {c['argmax_agree']:.0%}")
+    return doc

@@ -21,7 +21,7 @@ SERVICES = {
     "browse": "browse", "train": "train", "eval": "evaluate", "quality": "quality",
     "quality calibrate": "quality_calibrate", "splits audit": "splits_audit", "splits resplit": "splits_resplit",
     "experiment quality-sweep": "quality_sweep", "experiment cross-dataset": "cross_dataset",
-    "predict": "predict", "export": "export",
+    "predict": "predict", "export": "export", "export-model": "export_model",
 }
 
 #: the services the demo's steps call (the same functions as the commands)
