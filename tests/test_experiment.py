@@ -50,9 +50,9 @@ def test_quality_sweep_holds_training_size_equal(quality_corpus, demo_corpus, tm
 
 def test_cross_dataset_matrix(demo_corpus, tmp_path, capsys):
     out = tmp_path / "xd"
-    code, stdout, err = run_cli(["experiment", "cross-dataset", "--corpus", demo_corpus, "--backbone", "tiny",
-                                 "--img-size", "32", "--epochs", "1", "--n-boot", "50", "--workers", "0",
-                                 "--threads", "1", "--out", out], capsys)
+    args = ["experiment", "cross-dataset", "--corpus", demo_corpus, "--backbone", "tiny", "--img-size", "32",
+            "--epochs", "1", "--n-boot", "50", "--workers", "0", "--threads", "1", "--out", out]
+    code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     rep = json.loads((out / "cross_dataset.json").read_text())
     assert rep["datasets"] == ["demo"] and rep["tasks"] == ["binary", "attribution"]
@@ -61,3 +61,14 @@ def test_cross_dataset_matrix(demo_corpus, tmp_path, capsys):
         assert len(m) == 1 and len(m[0]) == 1 and m[0][0]["value"] is not None and m[0][0]["ci"]
     assert (out / "cross_dataset.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "binary" / "demo" / "eval_demo" / "eval.json").exists()
+    # the shortcut is a study (task x each dataset): its folder is a study folder, and a rerun retrains nothing
+    best = (out / "binary" / "demo" / "best.safetensors").stat().st_mtime_ns
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0 and stdout.count("skipped") == 2, stdout
+    assert (out / "binary" / "demo" / "best.safetensors").stat().st_mtime_ns == best
+    idx = json.loads((out / "study.json").read_text())
+    assert sorted(c["labels"]["task"] for c in idx["cells"]) == ["attribution", "binary"]
+    # with other settings the cells are trained again
+    code, stdout, err = run_cli(args[:-2] + ["--lr", "0.002", "--out", out], capsys)
+    assert code == 0 and "skipped" not in stdout
+    assert (out / "binary" / "demo" / "best.safetensors").stat().st_mtime_ns != best

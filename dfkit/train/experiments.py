@@ -24,8 +24,11 @@ panel 2: the paired differences with their CIs and a 0 line) and ``edc.json``/``
 **Cross-dataset** (:func:`cross_dataset`). For each task (binary, attribution) and each dataset: train on its
 training split, evaluate on every dataset's test split. Attribution across datasets scores the classes shared
 through the canonical taxonomy; fakes of methods the model never saw are reported apart (see ``dfkit eval``).
-Outputs: ``cross_dataset.json`` and ``cross_dataset.png`` (one heatmap per task, rows = trained on, columns =
-evaluated on).
+It is a shortcut for a study (:mod:`dfkit.train.study`, ``manifests/studies/cross-dataset.yaml``): the axes task x
+training dataset, its cells kept in ``out/<task>/<dataset>`` (a rerun reuses every cell whose settings are
+unchanged; ``dfkit study report OUT`` reports it with paired differences). Outputs: ``cross_dataset.json``,
+``cross_dataset.md`` and ``cross_dataset.png`` (one heatmap per task, rows = trained on, columns = evaluated on),
+plus the study's ``study.json``.
 """
 
 from __future__ import annotations
@@ -672,15 +675,16 @@ def cross_dataset(base: TrainSettings, *, datasets: Sequence[str] | str | None =
                   tasks: Sequence[str] = ("binary", "attribution"), out: str | Path = "runs/cross-dataset",
                   metric: str = "balanced_accuracy", level: str = "video", n_boot: int = 1000,
                   echo: Echo = print) -> dict[str, Any]:
-    """Train on each dataset, evaluate on each (see the module docstring)."""
+    """Train on each dataset, evaluate on each (see the module docstring): a study (:mod:`dfkit.train.study`) with
+    the axes task x training dataset (each alone), evaluated on every dataset, whose cells keep the folders
+    ``out/<task>/<dataset>`` (a rerun reuses a finished cell of unchanged settings)."""
     from dfkit.config import resolve_corpus
-    from dfkit.corpus.reader import Corpus
-    from dfkit.train.evaluation import eval_run
+    from dfkit.train.study import AXIS_SETTINGS, CELL_MARKER, corpus_datasets, run_study, study_from_dict
 
     t0 = time.perf_counter()
     out = Path(out).expanduser()
     root = Path(base.corpus).expanduser() if base.corpus else resolve_corpus(None)
-    have = sorted(Corpus(root).metadata(columns=["dataset"])["dataset"].unique())
+    have = corpus_datasets(root)
     ds = parse_list(datasets) or have
     unknown = [d for d in ds if d not in have]
     if unknown:
@@ -689,36 +693,37 @@ def cross_dataset(base: TrainSettings, *, datasets: Sequence[str] | str | None =
     for t in tasks:
         if t not in ("binary", "attribution"):
             raise DfkitError(f"unknown task {t!r}: binary or attribution")
+    axis_keys = {k for v in AXIS_SETTINGS.values() for k in v} | {"out", "corpus"}
+    spec = {"name": "cross-dataset",
+            "base": {k: v for k, v in base.to_dict().items() if k not in axis_keys},
+            "axes": {"task": tasks, "backbone": [base.backbone], "min_quality": [base.min_quality],
+                     "contrastive": ["none" if not base.contrastive else f"supcon_{base.contrastive_mode}"],
+                     "train_datasets": [[d] for d in ds], "seed": [base.seed]},
+            "eval": {"split": "test", "datasets": ds, "n_boot": int(n_boot)},
+            "report": {"metric": metric, "level": level, "n_boot": int(n_boot)}}
+    if getattr(base, "holdout_methods", None):
+        spec["axes"]["holdout_methods"] = [base.holdout_methods]
+    study = study_from_dict(spec, source="experiment cross-dataset", corpus=root, out=out)
+    run_study(study, progress=False, echo=echo, layout=lambda c: out / c.axes["task"] / c.axes["train_datasets"][0])
     matrix: dict[str, list[list[dict[str, Any]]]] = {}
     runs: dict[str, dict[str, str]] = {}
     for task in tasks:
-        matrix[task] = []
-        runs[task] = {}
+        matrix[task], runs[task] = [], {}
         for d in ds:
             run_dir = out / task / d
-            s = base.merged({"task": task, "datasets": [d], "out": str(run_dir), "corpus": str(root)})
-            echo(f"[{task}] train on {d} -> {run_dir}")
-            train_run(s, overwrite=True, echo=lambda m: echo("    " + m))
             runs[task][d] = str(run_dir)
+            evals = json.loads((run_dir / CELL_MARKER).read_text())["evals"]
             row = []
             for e in ds:
-                try:
-                    rep = eval_run(run_dir, corpus=root, datasets=[e], split="test", out=run_dir / f"eval_{e}",
-                                   n_boot=n_boot, workers=base.workers, device=base.device,
-                                   threads=base.threads, echo=lambda m: None)
-                except DfkitError as err:  # e.g. a dataset without a test split: one empty cell, not a failed run
+                if evals[e].get("error") is not None:  # e.g. a dataset without a test split: one empty cell
                     row.append({"value": None, "ci": None, "n_known_frames": 0, "n_unseen_frames": 0,
-                                "unseen_methods": [], "eval": None, "error": str(err)})
-                    echo(f"    eval on {e}: skipped ({err})")
+                                "unseen_methods": [], "eval": None, "error": evals[e]["error"]})
                     continue
-                res = rep["overall"]
+                res = json.loads((run_dir / evals[e]["dir"] / "eval.json").read_text())["overall"]
                 st = _stat(res, level, metric)
                 row.append({"value": st["value"], "ci": st["ci"], "n_known_frames": res["n_known_frames"],
                             "n_unseen_frames": res["n_unseen_frames"], "unseen_methods": res["unseen_methods"],
-                            "eval": str(run_dir / f"eval_{e}")})
-                v = "n/a" if st["value"] is None else f"{st['value']:.3f}"
-                echo(f"    eval on {e}: {level} {metric} {v}"
-                     + (f"; unseen methods: {', '.join(res['unseen_methods'])}" if res["unseen_methods"] else ""))
+                            "eval": str(run_dir / evals[e]["dir"])})
             matrix[task].append(row)
     report = {"datasets": ds, "tasks": tasks, "metric": metric, "level": level, "matrix": matrix, "runs": runs,
               "rows": "trained on", "columns": "evaluated on", "settings": base.to_dict(),
@@ -755,26 +760,16 @@ def cross_markdown(report: dict[str, Any]) -> str:
 def _cross_png(report: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 
+    from dfkit.train.study import heatmap
+
     ds, tasks = report["datasets"], report["tasks"]
     n = len(ds)
     fig = Figure(figsize=(max(4.0, 1.0 * n + 2.5) * len(tasks), max(3.5, 0.9 * n + 2)))
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
         m = np.array([[np.nan if c["value"] is None else c["value"] for c in row] for row in report["matrix"][task]])
-        im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(n), labels=ds, rotation=45, ha="right")
-        ax.set_yticks(range(n), labels=ds)
-        ax.set_xlabel("evaluated on")
-        ax.set_ylabel("trained on")
-        ax.set_title(f"{task}: {report['level']} {report['metric'].replace('_', ' ')}", fontsize=9)
-        for i in range(n):
-            for j in range(n):
-                c = report["matrix"][task][i][j]
-                txt = "n/a" if c["value"] is None else f"{c['value']:.2f}"
-                if c["ci"]:
-                    txt += f"\n[{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                        color="black" if (c["value"] or 0) > 0.6 else "white")
+        im = heatmap(ax, m, [[c["ci"] for c in row] for row in report["matrix"][task]], ds, ds,
+                     f"{task}: {report['level']} {report['metric'].replace('_', ' ')}")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
