@@ -90,6 +90,12 @@ def test_eval_end_to_end_with_an_unseen_method(demo_corpus, tmp_path, capsys):
     assert set(shares) == set(rep["class_names"]) and sum(shares.values()) == pytest.approx(1.0)
     assert res["known"]["video"]["balanced_accuracy"]["ci"] is not None
     assert "unseen methods (not scored): demo_checkerboard" in out
+    # a method left out by --methods is unseen too: the open-set section scores it (no --holdout-methods recorded)
+    os_ = rep["open_set"]
+    assert os_["unseen_methods"] == ["demo_checkerboard"] and os_["holdout_methods"] == []
+    assert os_["overall"]["n_unseen"] == meta[meta["method"] == "Checkerboard"]["video_id"].nunique()
+    assert set(os_["overall"]["auroc"]) == {"msp", "energy", "prototype"} and "open set (" in out
+    assert len(pd.read_parquet(ev / "openset_scores.parquet")) == len(meta)
     md = (ev / "eval.md").read_text()
     assert "Unseen methods" in md and "demo_checkerboard" in md
     assert "<table>" in (ev / "eval.html").read_text()
@@ -124,6 +130,9 @@ def test_eval_binary_has_eer_and_errors(demo_corpus, tmp_path, capsys):
     rep = json.loads((run / "eval_all_test" / "eval.json").read_text())
     k = rep["overall"]["known"]
     assert k["class_names"] == ["real", "fake"] and "eer" in k["video"] and rep["overall"]["unseen_methods"] == []
+    # a binary model has no unseen method (every fake is "fake"): per-crop scores, no open-set line
+    assert rep["open_set"]["unseen_methods"] == [] and "open set (" not in out
+    assert (run / "eval_all_test" / "openset_scores.parquet").exists()
     code, out, err = run_cli(["eval", run, "--datasets", "ffpp"], capsys)
     assert code == 2 and "unknown dataset(s) ffpp" in err and "Traceback" not in err
     code, out, err = run_cli(["eval", run, "--split", "holdout"], capsys)

@@ -160,6 +160,9 @@ def test_predict_matches_eval_on_the_demo_test_videos(demo_run, tmp_path, capsys
     params, _ = params_from_manifest(c.manifest)
     model, _, cfg = load_run(demo_run["run"])
     assert cfg["crop"] == "center"
+    # eval's per-crop open-set scores, by video: predict's open-set answer is their mean over the same crops
+    scores = pd.read_parquet(demo_run["eval"] / "openset_scores.parquet").merge(meta[["sample_id", "video_id"]])
+    os_eval = scores.groupby("video_id")[["msp", "energy", "prototype"]].mean()
     for _, v in test.iterrows():
         rows = meta[meta["video_id"] == v["video_id"]].sort_values("frame_index")
         p = got[v["file"]]
@@ -179,6 +182,9 @@ def test_predict_matches_eval_on_the_demo_test_videos(demo_run, tmp_path, capsys
             assert p["pred"] == names[int(ev[v["video_id"]].argmax())], v["video_id"]
             assert np.allclose(mine, ev[v["video_id"]], atol=1e-4), v["video_id"]
             assert p["n_frames"] == len(rows)
+            o = p["open_set"]
+            assert o["scores"] == pytest.approx(os_eval.loc[v["video_id"]].to_dict(), abs=1e-4), v["video_id"]
+            assert o["unknown"] == (o["scores"][o["primary"]] > o["thresholds"][o["primary"]])
         else:
             # the corpus cut this fake on its original's boxes; predict cuts it on its own face: the same face track
             # by the engine's criterion (mean crop-box overlap on the frames both have), other crops
@@ -268,11 +274,18 @@ def test_json_and_csv_contents(demo_run, bad_files, tmp_path, capsys):
     assert code == 1
     doc = json.loads((tmp_path / "p.json").read_text())
     names = doc["class_names"]
-    assert names[0] == "real" and doc["task"] == "attribution" and doc["open_set"].startswith("none")
+    assert names[0] == "real" and doc["task"] == "attribution"
+    # the run's open-set scores: what they are, the validation thresholds, the score that decides "unknown?"
+    assert doc["open_set"]["convention"].startswith("higher = more likely an unknown method")
+    assert set(doc["open_set"]["thresholds"]) == {"msp", "energy", "prototype"}
+    assert doc["open_set"]["primary"] == "prototype" and doc["open_set"]["target_rejection"] == 0.05
     reals = sorted(str(p) for p in folder.rglob("*.mp4"))
     assert len(reals) == 12 and [r["path"] for r in doc["videos"]] == reals + [str(bad_files["broken"])]
     for r in doc["videos"][:-1]:
-        assert r["status"] == "ok" and r["open_set"] is None
+        assert r["status"] == "ok" and set(r["open_set"]["scores"]) == {"msp", "energy", "prototype"}
+        o = r["open_set"]
+        assert o["exceeds"] == {n: o["scores"][n] > doc["open_set"]["thresholds"][n] for n in o["scores"]}
+        assert o["unknown"] == o["exceeds"]["prototype"] and 0 <= o["scores"]["msp"] < 1
         assert set(r["probs"]) == set(names) and sum(r["probs"].values()) == pytest.approx(1, abs=1e-5)
         assert r["pred"] == max(r["probs"], key=r["probs"].get) and r["confidence"] == r["probs"][r["pred"]]
         assert r["p_fake"] == pytest.approx(1 - r["probs"]["real"])
@@ -282,7 +295,7 @@ def test_json_and_csv_contents(demo_run, bad_files, tmp_path, capsys):
     assert bad["status"] == "failed" and bad["pred"] is None and bad["reason"]
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert list(rows[0]) == ["path", "status", "stage", "reason", "n_frames", "pred", "confidence", "p_fake"] + [
-        f"p_{n}" for n in names] + ["open_set", "top_frames"]
+        f"p_{n}" for n in names] + ["open_set", "open_set_msp", "open_set_energy", "open_set_prototype", "top_frames"]
     for r, j in zip(rows, doc["videos"]):
         assert r["path"] == j["path"] and r["status"] == j["status"]
         if j["pred"] is not None:
@@ -290,12 +303,33 @@ def test_json_and_csv_contents(demo_run, bad_files, tmp_path, capsys):
             assert [float(r[f"p_{n}"]) for n in names] == pytest.approx([j["probs"][n] for n in names])
             assert [int(t.split(":")[0]) for t in r["top_frames"].split(";")] == [
                 t["frame_index"] for t in j["top_frames"]]
-            assert r["open_set"] == ""
+            assert r["open_set"] == ("yes" if j["open_set"]["unknown"] else "no")
+            assert float(r["open_set_prototype"]) == pytest.approx(j["open_set"]["scores"]["prototype"])
     # the screen table: one line per file under a header, the class columns
     table = out.splitlines()
-    assert table[0].startswith("file") and all(n in table[0] for n in names)
+    assert table[0].startswith("file") and all(n in table[0] for n in names) and "unknown?" in table[0]
     assert sum(line.startswith(str(folder)) for line in table) == 12
     assert len(test) == 20  # the fixture's split is untouched
+
+
+def test_an_old_run_without_prototypes_gets_msp_and_energy(demo_run, tmp_path, capsys):
+    """A run trained before dfkit stored prototypes and thresholds: the two logit scores, no decision, a note."""
+    old = tmp_path / "old-run"
+    shutil.copytree(demo_run["run"], old)
+    (old / "prototypes.safetensors").unlink()
+    (old / "openset.json").unlink()
+    good = demo_run["test"]["file"].iloc[0]
+    code, out, err = run_cli(["predict", old, good, "--json", tmp_path / "p.json", "-q"], capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "p.json").read_text())
+    o = doc["videos"][0]["open_set"]
+    assert set(o["scores"]) == {"msp", "energy"} and o["unknown"] is None and o["thresholds"] == {}
+    assert doc["open_set"]["primary"] is None and any("prototypes.safetensors" in n for n in doc["open_set"]["notes"])
+    assert "no thresholds" in out.splitlines()[-2]
+    # the same logit scores as the full run
+    code, _, err = run_cli(["predict", demo_run["run"], good, "--json", tmp_path / "q.json", "-q"], capsys)
+    full = json.loads((tmp_path / "q.json").read_text())["videos"][0]["open_set"]["scores"]
+    assert o["scores"] == pytest.approx({k: full[k] for k in ("msp", "energy")})
 
 
 def test_a_real_ffpp_clip_gets_a_prediction(demo_run, tmp_path, capsys):

@@ -17,6 +17,9 @@ Selection (:func:`select_data`):
   same data;
 - ``task``: ``binary`` (classes ``real``, ``fake``) or ``attribution`` (``real`` + every canonical method present in
   the training data, sorted; ``drop_real`` leaves ``real`` out). Validation rows of other classes are dropped;
+- ``holdout_methods`` (leave-methods-out; names as ``methods``) removes those methods' fakes from the training and
+  validation splits; the test split keeps them, so eval scores them as unseen (:mod:`dfkit.train.openset`). A name
+  the selection does not have, one also in ``methods``, or a hold-out leaving < 2 classes is refused;
 - ``drop_suspect`` leaves the suspect crops (:func:`dfkit.corpus.schema.suspect_mask`: fakes on which ``dfkit
   quality`` saw (almost) no change against the paired original) out of the training and validation splits; the
   test split is never filtered. :attr:`DataSelection.suspect` says how many were dropped per split and class (with
@@ -79,6 +82,7 @@ __all__ = [
     "default_workers",
     "require_suspect_column",
     "suspect_counts",
+    "resolve_holdout",
 ]
 
 
@@ -177,6 +181,8 @@ class DataSelection:
     #: ``{"enabled": False}`` plus ``"kept"`` (the same counts) when the corpus has the suspect column; ``C`` is
     #: :func:`suspect_counts`'s ``{"frames", "videos", "per_class": {class: {"frames", "videos"}}}``
     suspect: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
+    #: the canonical methods held out of training and validation (``--holdout-methods``); in ``test`` they are unseen
+    holdout_methods: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
         """Frames and videos per split and class (JSON)."""
@@ -242,6 +248,7 @@ def select_data(
     methods: Sequence[str] | str | None = None,
     compression: Sequence[str] | str | None = None,
     split: str = "official",
+    holdout_methods: Sequence[str] | str | None = None,
     min_quality: float | None = None,
     max_quality: float | None = None,
     drop_real: bool = False,
@@ -278,10 +285,24 @@ def select_data(
         if unknown:
             raise DfkitError(f"unknown method(s) {', '.join(unknown)}; the selection has: "
                              f"{', '.join(sorted(set(meta['method_canonical'])))}")
+    holdout_methods = parse_list(holdout_methods)
+    held: list[str] = []
+    if holdout_methods:
+        held = resolve_holdout(meta, holdout_methods, methods)
     no_split = meta["split"].isna()
     if no_split.any():
         notes.append(f"{int(no_split.sum())} crops without a split are not used")
     train = meta[meta["split"] == "train"]
+    if held:
+        # leave-methods-out: the held-out fakes leave training and validation; the test split keeps them (unseen)
+        def is_held(df: pd.DataFrame) -> pd.Series:
+            return (df["label"] != REAL) & df["method_canonical"].isin(held)
+
+        n_tr, n_va = int(is_held(train).sum()), int(is_held(meta[meta["split"] == "val"]).sum())
+        meta = meta[~(is_held(meta) & meta["split"].isin(["train", "val"]))]
+        train = meta[meta["split"] == "train"]
+        notes.append(f"--holdout-methods {', '.join(held)}: {n_tr} training and {n_va} validation crops left out; "
+                     "their test crops stay (unseen in eval)")
     if methods:
         # --methods restricts the methods trained on; reals stay (they are not a method to choose)
         keep = train["method"].isin(methods) | train["method_canonical"].isin(methods) | (train["label"] == REAL)
@@ -314,6 +335,10 @@ def select_data(
     if train.empty:
         raise DfkitError("no training crops left after the selection (datasets/methods/split/quality filters); "
                          "check `dfkit info`")
+    left = sorted(set(target_names(task, train))) if len(train) else []
+    if held and len(left) < 2:
+        raise DfkitError(f"--holdout-methods {', '.join(held)} leaves only the class {', '.join(left) or 'none'} "
+                         "to train on: at least 2 classes are needed")
     names = list(class_names) if class_names is not None else class_names_for(task, train, drop_real)
     if len(names) < 2:
         raise DfkitError(f"the training data has only one class ({', '.join(names)}): nothing to learn")
@@ -334,7 +359,30 @@ def select_data(
     return DataSelection(root=root, files=whole.crop_files(), task=task, class_names=names,
                          train=train.reset_index(drop=True), val=val.reset_index(drop=True),
                          test=test.reset_index(drop=True), split=split, assignment=assignment, notes=notes,
-                         suspect=sel_suspect)
+                         suspect=sel_suspect, holdout_methods=held)
+
+
+def resolve_holdout(meta: pd.DataFrame, holdout: Sequence[str], methods: Sequence[str] | None = None) -> list[str]:
+    """``--holdout-methods`` names (the dataset's own method names or canonical ones, as ``--methods``) -> the
+    canonical methods held out (sorted). A name no fake of ``meta`` has, or one also chosen by ``--methods``, is one
+    line."""
+    fakes = meta[meta["label"] != REAL]
+    have = set(fakes["method"].astype(str)) | set(fakes["method_canonical"].astype(str))
+    unknown = [m for m in holdout if m not in have]
+    if unknown:
+        raise DfkitError(f"--holdout-methods: unknown method(s) {', '.join(unknown)}; the selection has: "
+                         f"{', '.join(sorted(set(fakes['method_canonical'].astype(str))))}")
+
+    def canon(names: Sequence[str]) -> set[str]:
+        sel = fakes["method"].astype(str).isin(names) | fakes["method_canonical"].astype(str).isin(names)
+        return set(fakes.loc[sel, "method_canonical"].astype(str))
+
+    held = canon(holdout)
+    both = sorted(held & canon(methods)) if methods else []
+    if both:
+        raise DfkitError(f"--holdout-methods {', '.join(both)}: also in --methods (a method is trained on or held "
+                         "out, not both)")
+    return sorted(held)
 
 
 def subsample_by_video(meta: pd.DataFrame, per_class: dict[int, int], seed: int = 0) -> pd.DataFrame:

@@ -11,6 +11,8 @@ methods the model never saw separately (how they spread over the known classes).
     eval.md / eval.html  the tables
     confusion_frame.png / confusion_video.png
     predictions.parquet  sample_id, pred, confidence, probs, logits (+ class names in the file metadata)
+    openset_scores.parquet  sample_id and the open-set scores of each crop (msp, energy, prototype; higher = more
+                         likely an unknown method, :mod:`dfkit.train.openset`)
     edc.json / edc.png   with ``--edc``: error-versus-discard curves by quality (:mod:`dfkit.train.edc`)
 
 ``min_quality`` (``dfkit eval --min-quality``) is the evaluation filter: it keeps the evaluated crops (those of
@@ -19,6 +21,13 @@ which never touched validation or test) is not applied. ``drop_suspect`` (``dfki
 default) leaves the suspect crops (:func:`dfkit.corpus.schema.suspect_mask`) out of the evaluated ones; the report's
 ``drop_suspect`` says how many per class (a corpus without the suspect column is refused before anything is
 written). Whether the run itself was trained with ``--drop-suspect`` does not change what is evaluated.
+
+Open set (:mod:`dfkit.train.openset`): every crop gets the rejection scores (MSP, energy and, when the run stores
+class prototypes, the prototype distance; an old run without them: the first two and a note); when the evaluated
+crops hold unseen methods (e.g. the run's ``--holdout-methods``), ``eval.json``'s ``open_set`` (and eval.md/html,
+the summary line) reports for each score the AUROC of unseen versus known videos with a bootstrap CI, the
+known-class accuracy at the run's validation-chosen threshold and the rejection rates it gives on these videos, and
+with >= 2 unseen methods the NMI/ARI of k-means on their videos' mean embeddings.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ Echo = Callable[[str], None]
 
 #: a predictions file's metadata key: the run's class names (JSON list), in the order of ``probs``/``logits``
 META_CLASS_NAMES = b"dfkit.class_names"
+#: the per-crop open-set scores eval writes beside predictions.parquet
+OPENSET_SCORES_FILE = "openset_scores.parquet"
 
 __all__ = ["eval_run", "eval_rows", "save_predictions", "load_predictions", "summary_line"]
 
@@ -201,6 +212,10 @@ def _html(report: dict[str, Any]) -> str:
         return t
 
     body = block("all selected", report["overall"]) + "".join(block(d, r) for d, r in report["per_dataset"].items())
+    if report.get("open_set") and report["open_set"]["unseen_methods"]:
+        from dfkit.train.openset import html_block
+
+        body += html_block(report["open_set"])
     if report.get("edc"):
         from dfkit.train.edc import edc_html
 
@@ -211,6 +226,25 @@ def _html(report: dict[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style>")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>dfkit eval</title>{style}</head><body>" \
            f"<h1>dfkit eval</h1>{head}{body}</body></html>\n"
+
+
+def _open_set(run: Path, cfg: dict[str, Any], meta: pd.DataFrame, preds: pd.DataFrame, emb: np.ndarray | None,
+              names: Sequence[str], n_boot: int, seed: int, out_dir: Path) -> dict[str, Any]:
+    """The open-set section of the report (:func:`dfkit.train.openset.evaluate_open_set`); writes the per-crop
+    scores to ``out_dir/OPENSET_SCORES_FILE``."""
+    from dfkit.train.data import parse_list
+    from dfkit.train.openset import RunOpenSet, evaluate_open_set
+
+    methods = np.where(meta["label"].to_numpy() == REAL, REAL, meta["method_canonical"].astype(str).to_numpy())
+    keys = (meta["dataset"].astype(str) + "/" + meta["video_id"].astype(str)).to_numpy()
+    logits = np.asarray(preds["logits"].tolist(), dtype=np.float64)
+    ros = RunOpenSet(run)
+    held = ros.record.get("holdout_methods") or parse_list(cfg.get("holdout_methods"))  # canonical, else as given
+    section, cs = evaluate_open_set(methods, keys, logits, emb, names, ros, holdout_methods=held, n_boot=n_boot,
+                                    seed=seed)
+    pd.DataFrame({"sample_id": preds["sample_id"].to_numpy(), **{n: v.astype(float) for n, v in cs.items()}}) \
+        .to_parquet(out_dir / OPENSET_SCORES_FILE, index=False)
+    return section
 
 
 def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets: Sequence[str] | str | None = None,
@@ -264,22 +298,23 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
         echo(f"eval {run} on {', '.join(ds) if ds else 'all datasets'} ({split} split, {cfg.get('split', 'official')}"
              f" scheme): {len(meta)} crops, {meta.groupby(['dataset', 'video_id']).ngroups} videos"
              + (f" ({suspect['dropped']['frames']} suspect crops dropped)" if drop_suspect else ""))
-        preds = predict_rows(model, files, meta, names, device=dev, batch_size=batch_size, workers=workers,
-                             crop=cfg.get("crop", "resize"))
+        preds, emb = predict_rows(model, files, meta, names, device=dev, batch_size=batch_size, workers=workers,
+                                  crop=cfg.get("crop", "resize"), return_embeddings=True)
     finally:
         torch.set_num_threads(old_threads)
     save_predictions(preds, out_dir / "predictions.parquet")
     res = eval_rows(meta, preds, names, n_boot=n_boot, seed=seed)
+    open_set = _open_set(run, cfg, meta, preds, emb, names, n_boot, seed, out_dir)
     report = {
         "run": str(run), "corpus": str(root), "datasets": ds or sorted(meta["dataset"].unique().tolist()),
         "split": split, "split_scheme": cfg.get("split", "official"), "min_quality": min_quality,
         "drop_suspect": suspect,
         "task": cfg.get("task"), "backbone": cfg.get("backbone"), "class_names": names,
-        "n_frames": int(len(meta)), "notes": notes, **res,
+        "n_frames": int(len(meta)), "notes": notes, **res, "open_set": open_set,
     }
     k = res["overall"]["known"]
     files_out = {"json": "eval.json", "markdown": "eval.md", "html": "eval.html",
-                 "predictions": "predictions.parquet"}
+                 "predictions": "predictions.parquet", "openset_scores": OPENSET_SCORES_FILE}
     if k is not None:
         for lv in ("frame", "video"):
             save_confusion_png(k[lv]["confusion_matrix"], names, out_dir / f"confusion_{lv}.png",
@@ -302,6 +337,10 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     md.append(to_markdown(res["overall"], title="All selected crops"))
     for d, r in res["per_dataset"].items():
         md.append(to_markdown(r, title=d))
+    if open_set["unseen_methods"]:
+        from dfkit.train.openset import markdown as openset_markdown
+
+        md.append(openset_markdown(open_set))
     if edc:
         from dfkit.train.edc import edc_markdown
 
@@ -313,11 +352,18 @@ def eval_run(run_dir: str | Path, *, corpus: str | Path | None = None, datasets:
     echo("  " + summary_line(res["overall"]))
     for d, r in res["per_dataset"].items():
         echo(f"  {d}: " + summary_line(r))
+    if open_set["unseen_methods"]:
+        from dfkit.train.openset import summary_text
+
+        echo("  " + summary_text(open_set))
+        for n in open_set["notes"]:
+            echo(f"  open-set note: {n}")
     if edc:
         from dfkit.train.edc import edc_summary_line
 
         echo("  " + edc_summary_line(report["edc"]))
-    echo(f"  report: {out_dir / 'eval.md'} (+ eval.json, eval.html, confusion_*.png, predictions.parquet"
+    echo(f"  report: {out_dir / 'eval.md'} (+ eval.json, eval.html, confusion_*.png, predictions.parquet, "
+         f"{OPENSET_SCORES_FILE}"
          + (", edc.json, edc.png" if edc else "") + ")")
     report["out_dir"] = str(out_dir)
     return report

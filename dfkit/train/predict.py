@@ -16,7 +16,10 @@ encoded images the ingest engine cuts, decoded, fitted and normalised exactly as
 :func:`~dfkit.train.data.fit_crop`, :func:`~dfkit.train.data.normalize_batch`), and :func:`video_prediction` makes a
 video's answer from its frames' probabilities with eval's video-level aggregation
 (:func:`dfkit.train.scores.video_level`, the mean of the frame probabilities): the class distribution, ``p_fake``,
-the top class and its confidence, and the frames that weigh most.
+the top class and its confidence, and the frames that weigh most. Its ``open_set`` is the run's
+:class:`~dfkit.train.openset.RunOpenSet` answer for the same crops: the mean MSP, energy and prototype-distance scores
+(higher = more likely an unknown method), the run's validation thresholds and ``unknown`` ("unknown method?": the
+primary score -- the prototype distance when the run has prototypes -- above its threshold).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from dfkit.errors import DfkitError
+from dfkit.train.openset import RunOpenSet  # re-exported: the open-set side of dfkit predict
 
 __all__ = ["load_run", "run_checkpoint", "predict_corpus", "predict_rows", "predict_crops", "video_prediction",
-           "check_device", "OPEN_SET_NOTE"]
+           "check_device", "RunOpenSet"]
 
 
 def run_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
@@ -83,20 +87,23 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict_rows(model, files, rows: pd.DataFrame, class_names: list[str], *, device: str = "cpu",
                  batch_size: int = 128, workers: int = 0, progress: bool = False,
-                 crop: str = "resize") -> pd.DataFrame:
+                 crop: str = "resize", return_embeddings: bool = False):
     """Run ``model`` over corpus ``rows`` (metadata with ``_file``/``_row``); see the module docstring. ``crop``:
-    how crops are fitted to the model's input (the run's ``crop`` setting)."""
+    how crops are fitted to the model's input (the run's ``crop`` setting). ``return_embeddings``: return
+    ``(df, embeddings N x D float64 or None)``, the penultimate embeddings of the same forward pass
+    (:func:`dfkit.train.openset.forward_with_embeddings`)."""
     import torch
 
     from dfkit.train.data import make_eval_loader
     from dfkit.train.loop import resolve_device
+    from dfkit.train.openset import forward_with_embeddings
 
     dev = resolve_device(device)
     if rows.empty:
         raise DfkitError("nothing to predict: the selection holds no crops")
     loader = make_eval_loader(files, rows, img_size=model.img_size, batch_size=batch_size, workers=workers,
                               mean=model.mean, std=model.std, device=dev, crop=crop)
-    logits_all = []
+    logits_all, emb_all = [], []
     it = loader
     if progress:
         from tqdm.auto import tqdm
@@ -105,7 +112,13 @@ def predict_rows(model, files, rows: pd.DataFrame, class_names: list[str], *, de
     model.eval()
     with torch.no_grad():
         for b in it:
-            logits_all.append(model(b["image"]).float().cpu().numpy())
+            if return_embeddings:
+                lo, e = forward_with_embeddings(model, b["image"])
+                if e is not None:
+                    emb_all.append(e.float().cpu().numpy())
+            else:
+                lo = model(b["image"])
+            logits_all.append(lo.float().cpu().numpy())
     logits = np.concatenate(logits_all).astype(np.float64)
     probs = _softmax(logits)
     pred = probs.argmax(1)
@@ -118,6 +131,8 @@ def predict_rows(model, files, rows: pd.DataFrame, class_names: list[str], *, de
         "logits": [v.tolist() for v in logits.astype(np.float32).astype(float)],
     })
     df.attrs["class_names"] = list(class_names)
+    if return_embeddings:
+        return df, (np.concatenate(emb_all).astype(np.float64) if emb_all else None)
     return df
 
 
@@ -137,9 +152,6 @@ def predict_corpus(run_dir: str | Path, corpus_view, device: str = "cpu", batch_
 # ----------------------------------------------------------------------------------------------------------------------
 # files outside any corpus (``dfkit predict``)
 
-#: what a prediction says about an open-set (unknown-method) score: a dfkit run has none -- its classes are the
-#: methods it was trained on, and nothing it stores scores "none of these"
-OPEN_SET_NOTE = "none: the run stores no open-set (unknown-method) score; its classes are the methods it was trained on"
 
 #: frames listed per video (:func:`video_prediction`'s ``top_k``) unless asked otherwise
 TOP_FRAMES = 3
@@ -164,14 +176,17 @@ def check_device(device: str) -> str:
 
 
 def predict_crops(model, crops: Sequence[bytes], *, device: str = "cpu", batch_size: int = 128,
-                  crop: str = "resize") -> tuple[np.ndarray, np.ndarray]:
+                  crop: str = "resize", return_embeddings: bool = False):
     """``(probs, logits)``, each ``N x C`` float64, of ``model`` on encoded crop images held in memory (the ``crop``
     bytes of the ingest engine's rows). Each crop goes the evaluation loader's way: decoded
     (:func:`~dfkit.corpus.codec.decode_crop`), fitted to the model's input by ``crop`` (the run's setting,
     :func:`~dfkit.train.data.fit_crop`), normalised with the backbone's mean/std on the device
     (:func:`~dfkit.train.data.normalize_batch`); the probabilities are rounded to float32 as
-    :func:`predict_rows` stores them."""
+    :func:`predict_rows` stores them. ``return_embeddings``: ``(probs, logits, embeddings N x D or None)``, for the
+    open-set scores (:class:`dfkit.train.openset.RunOpenSet`)."""
     import torch
+
+    from dfkit.train.openset import forward_with_embeddings
 
     from dfkit.corpus.codec import decode_crop
     from dfkit.train.data import CROP_MODES, fit_crop, normalize_batch
@@ -184,7 +199,7 @@ def predict_crops(model, crops: Sequence[bytes], *, device: str = "cpu", batch_s
     dev = resolve_device(device)
     s = int(model.img_size)
     bs = max(1, int(batch_size))
-    logits_all = []
+    logits_all, emb_all = [], []
     model.eval()
     with torch.no_grad():
         for i in range(0, len(crops), bs):
@@ -193,14 +208,21 @@ def predict_crops(model, crops: Sequence[bytes], *, device: str = "cpu", batch_s
             for k, data in enumerate(part):
                 out[k] = fit_crop(decode_crop(data), s, crop)
             x = torch.from_numpy(out).permute(0, 3, 1, 2).to(dev)
-            logits_all.append(model(normalize_batch(x, model.mean, model.std)).float().cpu().numpy())
+            lo, e = forward_with_embeddings(model, normalize_batch(x, model.mean, model.std))
+            logits_all.append(lo.float().cpu().numpy())
+            if e is not None:
+                emb_all.append(e.float().cpu().numpy())
     logits = np.concatenate(logits_all).astype(np.float64)
     probs = _softmax(logits).astype(np.float32).astype(np.float64)
-    return probs, logits.astype(np.float32).astype(np.float64)
+    logits = logits.astype(np.float32).astype(np.float64)
+    if return_embeddings:
+        return probs, logits, (np.concatenate(emb_all).astype(np.float64) if emb_all else None)
+    return probs, logits
 
 
 def video_prediction(probs: np.ndarray, class_names: Sequence[str], frame_indices: Sequence[int],
-                     timestamps: Sequence[float | None] | None = None, top_k: int = TOP_FRAMES) -> dict[str, Any]:
+                     timestamps: Sequence[float | None] | None = None, top_k: int = TOP_FRAMES,
+                     open_set: dict[str, Any] | None = None) -> dict[str, Any]:
     """A video's answer from its frames' class probabilities (``N x C``, frames in ``frame_indices`` order):
 
     - ``probs``: ``{class: probability}``, eval's video-level aggregation (:func:`dfkit.train.scores.video_level`:
@@ -213,7 +235,8 @@ def video_prediction(probs: np.ndarray, class_names: Sequence[str], frame_indice
       class is the mean over frames, so a frame weighs by its own probability of that class; each is
       ``{"frame_index", "timestamp_s", "p", "share"}`` with ``share`` its part of the sum over frames (largest
       first; ties in frame order);
-    - ``n_frames``: the frames scored."""
+    - ``n_frames``: the frames scored;
+    - ``open_set``: as given (the run's :meth:`RunOpenSet.video` answer for the same crops), else None."""
     from dfkit.train.scores import video_level
 
     p = np.asarray(probs, dtype=np.float64)
@@ -236,13 +259,14 @@ def video_prediction(probs: np.ndarray, class_names: Sequence[str], frame_indice
     frames = [{"frame_index": int(frame_indices[t]), "timestamp_s": None if ts[t] is None else float(ts[t]),
                "p": float(weight[t]), "share": float(weight[t] / total) if total > 0 else 0.0} for t in order]
     return {"probs": {n: float(v) for n, v in zip(names, pv)}, "pred": names[top], "confidence": float(pv[top]),
-            "p_fake": p_fake, "top_frames": frames, "n_frames": int(len(p))}
+            "p_fake": p_fake, "top_frames": frames, "n_frames": int(len(p)), "open_set": open_set}
 
 
 def prediction_record(path: str, video_row: dict[str, Any], answer: dict[str, Any] | None) -> dict[str, Any]:
     """One file's entry of ``dfkit predict``'s output: where it is and how it went (the ingest engine's
     ``status``/``stage``/``reason``), and :func:`video_prediction`'s answer (None values for a file that gave no
-    crops). ``open_set`` is None: the run has none (:data:`OPEN_SET_NOTE`)."""
+    crops). ``open_set``: the run's open-set answer (:meth:`RunOpenSet.video`: the scores, the thresholds,
+    ``unknown``), None for a file that gave no crops."""
     rec: dict[str, Any] = {"path": str(path), "status": video_row.get("status"), "stage": video_row.get("stage"),
                            "reason": video_row.get("reason"), "n_sampled": video_row.get("n_sampled"),
                            "n_frames": None, "pred": None, "confidence": None, "p_fake": None, "probs": None,
@@ -256,14 +280,21 @@ def _num(v: float | None, width: int) -> str:
     return f"{v:>{width}.3f}" if v is not None else f"{'-':>{width}}"
 
 
+def _unknown(r: dict[str, Any]) -> str:
+    """``yes``/``no``: the video's primary open-set score is above the run's threshold; ``-`` without one."""
+    u = (r.get("open_set") or {}).get("unknown")
+    return "-" if u is None else ("yes" if u else "no")
+
+
 def predictions_table(records: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str:
     """The on-screen table of :func:`prediction_record` entries: file, frames scored, top class, its confidence,
-    P(fake), every class's probability (a binary run: P(fake) alone) and the frames that weigh most."""
+    P(fake), "unknown method?" (the open-set decision, :func:`_unknown`), every class's probability (a binary
+    run: P(fake) alone) and the frames that weigh most."""
     names = [str(c) for c in class_names]
     per_class = names if "fake" not in names else []
     fw = max([4] + [len(r["path"]) for r in records])
     pw = max([4] + [len(n) for n in names])
-    head = (f"{'file':<{fw}}  {'frames':>6}  {'pred':<{pw}}  {'conf':>5}  {'P(fake)':>7}"
+    head = (f"{'file':<{fw}}  {'frames':>6}  {'pred':<{pw}}  {'conf':>5}  {'P(fake)':>7}  {'unknown?':>8}"
             + "".join(f"  {n:>{max(5, len(n))}}" for n in per_class) + "  top frames (frame: p of pred)")
     lines = [head]
     for r in records:
@@ -272,23 +303,26 @@ def predictions_table(records: Sequence[dict[str, Any]], class_names: Sequence[s
             continue
         frames = ", ".join(f"{f['frame_index']}: {f['p']:.2f}" for f in r["top_frames"])
         lines.append(f"{r['path']:<{fw}}  {r['n_frames']:>6}  {r['pred']:<{pw}}  {_num(r['confidence'], 5)}  "
-                     f"{_num(r['p_fake'], 7)}" + "".join(f"  {_num(r['probs'][n], max(5, len(n)))}" for n in per_class)
-                     + f"  {frames}")
+                     f"{_num(r['p_fake'], 7)}  {_unknown(r):>8}"
+                     + "".join(f"  {_num(r['probs'][n], max(5, len(n)))}" for n in per_class) + f"  {frames}")
     return "\n".join(lines)
 
 
 def write_predictions_json(path: str | Path, records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    """``{**meta, "open_set": OPEN_SET_NOTE, "videos": records}`` as JSON at ``path``."""
+    """``{**meta, "videos": records}`` as JSON at ``path`` (``meta["open_set"]``: :meth:`RunOpenSet.describe`)."""
     path = Path(path)
-    path.write_text(json.dumps({**meta, "open_set": OPEN_SET_NOTE, "videos": list(records)}, indent=1,
-                               allow_nan=False) + "\n")
+    path.write_text(json.dumps({**meta, "videos": list(records)}, indent=1, allow_nan=False) + "\n")
     return path
 
 
 def write_predictions_csv(path: str | Path, records: Sequence[dict[str, Any]], class_names: Sequence[str]) -> Path:
     """One row per file: ``path, status, stage, reason, n_frames, pred, confidence, p_fake, p_<class>...,
-    open_set, top_frames`` (``top_frames``: ``frame:p;frame:p`` of the top class, largest first); empty cells where
-    a file gave no prediction, or (``open_set``) where the run has none."""
+    open_set, open_set_<score>..., top_frames`` (``open_set``: ``yes``/``no``, "unknown method?", the primary score
+    above the run's threshold; ``open_set_<score>``: the video's scores, :data:`~dfkit.train.openset.SCORES`;
+    ``top_frames``: ``frame:p;frame:p`` of the top class, largest first); empty cells where a file gave no
+    prediction, or where the run has no such score or threshold."""
+    from dfkit.train.openset import SCORES
+
     import csv
 
     path = Path(path)
@@ -296,10 +330,13 @@ def write_predictions_csv(path: str | Path, records: Sequence[dict[str, Any]], c
     cols = ["path", "status", "stage", "reason", "n_frames", "pred", "confidence", "p_fake"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols + [f"p_{n}" for n in names] + ["open_set", "top_frames"])
+        w.writerow(cols + [f"p_{n}" for n in names] + ["open_set"] + [f"open_set_{n}" for n in SCORES]
+                   + ["top_frames"])
         for r in records:
             probs = r["probs"] or {}
             frames = ";".join(f"{t['frame_index']}:{t['p']:.6f}" for t in r["top_frames"] or [])
+            os_scores = (r.get("open_set") or {}).get("scores") or {}
+            verdict = _unknown(r)
             w.writerow(["" if r[c] is None else r[c] for c in cols] + [probs.get(n, "") for n in names]
-                       + ["" if r["open_set"] is None else r["open_set"], frames])
+                       + ["" if verdict == "-" else verdict] + [os_scores.get(n, "") for n in SCORES] + [frames])
     return path

@@ -3,12 +3,17 @@
 A run folder holds::
 
     config.yaml / config.json   the resolved settings (defaults < --config FILE < command line), classes, counts
-    data.json                   frames and videos per split and class, notes on the selection, and ``drop_suspect``:
+    data.json                   frames and videos per split and class, notes on the selection, ``holdout_methods``
+                                (the canonical methods left out of train and val, ``--holdout-methods``) and
+                                ``drop_suspect``:
                                 whether suspect crops were left out and how many per split and class
                                 (:attr:`dfkit.train.data.DataSelection.suspect`)
     splits.parquet              the per-video split used (identity re-splits computed for the run)
     last.safetensors/.json      the latest checkpoint (model, optimizer, scheduler, random states): --resume
     best.safetensors/.json      the best epoch by validation (video-level balanced accuracy)
+    prototypes.safetensors      the best model's class prototypes (mean L2-normalised embedding of <= 200 training
+                                crops per class) and openset.json, the open-set scores' validation thresholds
+                                (:func:`dfkit.train.openset.fit_run_open_set`)
     history.json                one record per epoch
 
 Under ``torchrun`` (see :mod:`dfkit.train.distributed`) every process selects the same data and trains its shard of
@@ -173,6 +178,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
             assignment = pd.read_parquet(out / "splits.parquet") if s.split not in ("official",) else None
         selection = select_data(corpus_root, task=s.task, datasets=s.datasets, methods=s.methods,
                                 compression=s.compression, split=s.split, min_quality=s.min_quality,
+                                holdout_methods=s.holdout_methods,
                                 max_quality=s.max_quality, drop_real=s.drop_real,
                                 drop_suspect=s.drop_suspect, seed=s.split_seed,
                                 assignment=assignment, class_names=saved.get("class_names") if resume else None)
@@ -215,7 +221,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
         if ctx.is_main:
             _write_config(out, resolved)
             (out / "data.json").write_text(json.dumps({"counts": counts, "notes": selection.notes,
-                                                       "class_names": names, "drop_suspect": selection.suspect},
+                                                       "class_names": names, "drop_suspect": selection.suspect,
+                                                       "holdout_methods": selection.holdout_methods},
                                                       indent=1))
             assign = selection.assignment
             if assign is None:
@@ -249,6 +256,16 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
                 "datasets": s.datasets}
         summary = train(model, train_loader, val_loader, cfg, out, class_names=names, resume=resume, meta=meta,
                         dist=ctx)
+        if ctx.is_main:  # the open-set side of the best model: prototypes + validation thresholds (openset.py)
+            from dfkit.train.openset import fit_run_open_set
+
+            rec = fit_run_open_set(out, selection, device=dev, batch_size=2 * int(s.batch_size), workers=workers,
+                                   crop=s.crop, seed=int(s.seed), holdout_methods=selection.holdout_methods,
+                                   train_rows=rows)
+            summary["open_set"] = rec
+            for n in rec["notes"]:
+                echo(f"  note: {n}")
+        ctx.barrier()
     finally:
         torch.set_num_threads(old_threads)
     summary.update(run_dir=str(out), class_names=names, counts=counts, seconds=time.perf_counter() - t0)

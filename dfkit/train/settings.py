@@ -23,6 +23,12 @@ to hand it.
 of the training and validation splits; the test split is never filtered (``dfkit eval --drop-suspect`` is the
 evaluation's own choice). A corpus without the suspect column is refused in one line (run ``dfkit quality`` first).
 
+``holdout_methods`` (``dfkit train --holdout-methods M1,M2``; names as ``--methods``: the dataset's own or canonical)
+is the leave-methods-out protocol: those methods' fakes are removed from the training and validation splits and stay
+in the test split, where ``dfkit eval`` scores them as unseen (:mod:`dfkit.train.openset`). A name the corpus does
+not have, or one that would leave fewer than two classes, is refused by :func:`dfkit.train.data.select_data` before
+the run folder is written.
+
 This module imports nothing heavy at import time (the CLI reads the defaults from it when it starts).
 """
 
@@ -68,6 +74,7 @@ class TrainSettings:
     backbone: str = "efficientnet_b0"
     datasets: list[str] | None = None
     methods: list[str] | None = None
+    holdout_methods: list[str] | None = None  # leave-methods-out: not in train or val, unseen in test
     compression: list[str] | None = None
     min_quality: float | None = None  # the training split only (see the module docstring)
     max_quality: float | None = None  # the training split only: crops with quality < this (the sweep's low arm)
@@ -154,7 +161,7 @@ class TrainSettings:
         """Lists from ``"a,b"`` strings, ``"none"``/``"off"`` as no contrastive loss, numbers from strings."""
         from dfkit.train.data import parse_list
 
-        for name in ("datasets", "methods", "compression"):
+        for name in ("datasets", "methods", "holdout_methods", "compression"):
             setattr(self, name, parse_list(getattr(self, name)))
         if isinstance(self.contrastive, str) and self.contrastive.lower() in ("", "none", "off"):
             self.contrastive = None
@@ -190,6 +197,13 @@ class TrainSettings:
             raise SettingsError(f"unknown backbone {self.backbone!r}; known: {', '.join(list_backbones())}")
         self.min_quality = check_quality(self.min_quality, "--min-quality")
         self.max_quality = check_quality(self.max_quality, _option("max_quality"))
+        if self.holdout_methods and self.methods:
+            both = [m for m in self.holdout_methods if m in self.methods]
+            if both:
+                raise SettingsError(f"--holdout-methods {', '.join(both)}: also in --methods (a method is trained on "
+                                    "or held out, not both)")
+        if self.holdout_methods and "real" in self.holdout_methods:
+            raise SettingsError("--holdout-methods: real is not a fake method (hold out fake methods only)")
         if self.contrastive not in (None, "supcon"):
             raise SettingsError(f"unknown --contrastive {self.contrastive!r}: the only one is supcon")
         if self.contrastive_mode not in ("joint", "probe"):
