@@ -190,7 +190,7 @@ def test_eval_reports_the_held_out_method_as_unseen_and_detects_it(holdout_run, 
     assert p["ci"] is not None and p["ci"][0] <= p["value"] <= p["ci"][1]
     t = os_["overall"]["at_threshold"]["prototype"]
     assert 0 <= t["known_rejected"]["value"] <= 1 and t["known_accuracy"]["value"] is not None
-    assert "open set (" in out and "AUROC msp" in out and "prototype" in out
+    assert "open set (" in out and "AUROC msp" in out and "at the prototype threshold known accuracy" in out
     assert "Open set" in (ev / "eval.md").read_text() and "Open set" in (ev / "eval.html").read_text()
     # the per-crop scores beside the predictions, one row per crop, consistent with the saved logits
     sc = pd.read_parquet(ev / "openset_scores.parquet")

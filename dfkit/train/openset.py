@@ -428,18 +428,13 @@ def _v(stat: dict[str, Any] | None) -> str:
     return _fmt(stat)
 
 
-def best_score(section: dict[str, Any]) -> str | None:
-    """The score with the highest AUROC (None without one)."""
-    a = {n: s["value"] for n, s in section["overall"]["auroc"].items() if s["value"] is not None}
-    return max(a, key=a.get) if a else None
-
-
 def summary_text(section: dict[str, Any]) -> str:
-    """One line: the AUROC of each score, the accuracy at the best score's threshold, the clustering."""
+    """One line: the AUROC of each score, the accuracy at the primary score's threshold (the one ``dfkit predict``
+    decides "unknown?" by, :data:`PRIMARY_ORDER`; chosen before looking at test), the clustering."""
     o = section["overall"]
     line = (f"open set ({o['n_unseen']} unseen vs {o['n_known']} known videos): AUROC "
             + ", ".join(f"{n} {_v(s)}" for n, s in o["auroc"].items()))
-    b = best_score(section)
+    b = next((n for n in PRIMARY_ORDER if n in o["at_threshold"]), None)  # dfkit predict's decision score
     t = o["at_threshold"].get(b) if b else None
     if t:
         line += (f"; at the {b} threshold known accuracy {_v(t['known_accuracy'])} (no rejection "
