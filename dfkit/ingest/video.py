@@ -127,37 +127,70 @@ def sample_indices(n_frames: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, n)})
 
 
-def _presentation_index(path: Path) -> dict[int, int] | None:
-    """Map each packet's pts to its frame index (rank in presentation order) by demuxing only (no decoding).
-    None when the stream has packets without pts or repeated pts (then frames are counted as decoded)."""
+@dataclass
+class _Index:
+    """A stream's frames from a demux-only pass: ``order`` maps a packet's pts to its frame index (its rank in
+    presentation order); ``keys`` are the keyframes' (frame index, pts), in order."""
+
+    order: dict[int, int]
+    keys: list[tuple[int, int]]
+
+    def key_before(self, i: int) -> tuple[int, int] | None:
+        """The last keyframe at or before frame ``i``."""
+        best = None
+        for k in self.keys:
+            if k[0] > i:
+                break
+            best = k
+        return best
+
+
+def _presentation_index(path: Path) -> _Index | None:
+    """The stream's :class:`_Index` by demuxing only (no decoding). None when the stream has packets without pts or
+    repeated pts (then frames are counted as decoded)."""
     try:
         with av.open(str(path)) as c:
-            pts = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+            packets = [(p.pts, bool(p.is_keyframe)) for p in c.demux(c.streams.video[0]) if p.size]
     except av.error.FFmpegError:
         return None  # e.g. truncated: the sequential path decodes what it can
+    pts = [p for p, _ in packets]
     if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
         return None
-    return {p: i for i, p in enumerate(sorted(pts))}
+    order = {p: i for i, p in enumerate(sorted(pts))}
+    keys = sorted((order[p], p) for p, key in packets if key)
+    return _Index(order, keys)
 
 
-def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[tuple[int, float, np.ndarray]]:
+#: seek to the keyframe before a wanted frame when it lies at least this many frames past the decoder's position
+#: (a shorter gap decodes through: a seek flushes the decoder and re-reads from the keyframe)
+SEEK_GAP = 2
+
+
+def read_frames(path: Path, indices: list[int], skip: bool = True, seek: bool = True,
+                stats: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order.
 
-    Frames are decoded only as far as needed: a non-reference frame (one no other frame depends on) that is not
-    wanted is skipped by the decoder (``skip_frame=NONREF`` for its packet, about a third of an H.264 stream);
-    reference frames pass through the decoder, and only wanted frames are converted to RGB. The frame index is
-    the frame's rank in presentation order, from a demux-only pass; ``skip=False`` (or a stream whose packets
-    lack timestamps) counts decoded frames instead. Stops quietly when the stream ends early (a truncated file):
-    the caller compares what it got with what it asked for. A decoder error mid-stream raises
-    MediaError('decode') after the frames before it. Frames come upright: a display matrix (a phone's portrait
-    clip) is applied, as players do.
+    Frames are decoded only as far as needed: when the keyframe before the next wanted frame lies past the
+    decoder's position (a long clip sampled sparsely), the demuxer seeks to it (``seek``), so a 2-hour video
+    sampled at 32 frames decodes 32 GOPs, not 2 hours; between keyframes, a non-reference frame (one no other frame
+    depends on) that is not wanted is skipped by the decoder (``skip_frame=NONREF`` for its packet, about a third
+    of an H.264 stream); reference frames pass through the decoder, and only wanted frames are converted to RGB.
+    The frame index is the frame's rank in presentation order, from a demux-only pass, so a seek is frame-exact;
+    ``skip=False`` (or a stream whose packets lack timestamps) decodes sequentially and counts decoded frames. A
+    seek that lands past the wanted frame (a broken index) falls back to decoding from the start. Stops quietly
+    when the stream ends early (a truncated file): the caller compares what it got with what it asked for. A
+    decoder error mid-stream raises MediaError('decode') after the frames before it. Frames come upright: a
+    display matrix (a phone's portrait clip) is applied, as players do. ``stats`` (a dict) receives ``decoded``
+    (frames out of the decoder) and ``seeks``.
     """
     want = sorted(set(indices))
     if not want:
         return
     wanted = set(want)
     last = want[-1]
-    order = _presentation_index(path) if skip else None
+    index = _presentation_index(path) if skip else None
+    st = stats if stats is not None else {}
+    st.update(decoded=0, seeks=0)
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
@@ -173,26 +206,79 @@ def read_frames(path: Path, indices: list[int], skip: bool = True) -> Iterator[t
 
         i = 0
         try:
-            if order is None:
+            if index is None:
                 for frame in container.decode(stream):
+                    st["decoded"] += 1
                     if i in wanted:
                         yield emit(frame, i)
                     i += 1
                     if i > last:
                         return
                 return
-            cc = stream.codec_context
-            for packet in container.demux(stream):
-                k = order.get(packet.pts) if packet.size else None
-                cc.skip_frame = "DEFAULT" if k is None or k in wanted else "NONREF"
-                for frame in packet.decode():
-                    i = order.get(frame.pts, -1)
-                    if i in wanted:
-                        yield emit(frame, i)
-                    if i >= last:
-                        return
+            yield from _read_indexed(container, stream, index, want, emit, seek, st)
         except av.error.FFmpegError as e:
-            raise MediaError("decode", f"decoder error after frame {i}: {_ffmpeg_reason(e)}") from None
+            raise MediaError("decode", f"decoder error after frame {st.get('pos', i)}: {_ffmpeg_reason(e)}") from None
+
+
+def _read_indexed(container, stream, index: _Index, want: list[int], emit, seek: bool, st: dict):
+    """:func:`read_frames` on a stream with an index: per wanted frame, seek to its keyframe when that lies past
+    the decoder's position, then decode (non-reference frames that are not wanted skipped) up to it."""
+    wanted, order, cc = set(want), index.order, stream.codec_context
+    pos = -1  # the last frame index out of the decoder
+    packets = container.demux(stream)
+    fallback = False
+    for w in want:
+        if w <= pos:
+            continue  # passed already (emitted on the way, or not there)
+        key = index.key_before(w) if seek and not fallback else None
+        if key is not None and key[0] - pos >= SEEK_GAP and key[0] > 0:
+            container.seek(key[1], stream=stream, backward=True, any_frame=False)
+            packets = container.demux(stream)
+            st["seeks"] += 1
+            landed = None
+        else:
+            landed = pos
+        done = False
+        for packet in packets:
+            k = order.get(packet.pts) if packet.size else None
+            cc.skip_frame = "DEFAULT" if k is None or k in wanted else "NONREF"
+            for frame in packet.decode():
+                i = order.get(frame.pts, -1)
+                st["decoded"] += 1
+                if landed is None:
+                    landed = i
+                    if i > w:  # the seek landed past the frame: decode from the start instead
+                        fallback = True
+                        break
+                pos = max(pos, i)
+                st["pos"] = pos
+                if i in wanted:
+                    yield emit(frame, i)
+                if i >= w:
+                    done = True
+            if fallback or done:
+                break
+        if fallback:
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+            packets = container.demux(stream)
+            yield from _sequential_from_start(packets, order, wanted, w, emit, st, cc)
+            return
+        if not done:
+            return  # the stream ended early (truncated)
+
+
+def _sequential_from_start(packets, order, wanted, first, emit, st, cc):
+    last = max(wanted)
+    for packet in packets:
+        k = order.get(packet.pts) if packet.size else None
+        cc.skip_frame = "DEFAULT" if k is None or k in wanted else "NONREF"
+        for frame in packet.decode():
+            i = order.get(frame.pts, -1)
+            st["decoded"] += 1
+            if i in wanted and i >= first:
+                yield emit(frame, i)
+            if i >= last:
+                return
 
 
 def list_frame_files(folder: Path) -> list[Path]:
