@@ -41,7 +41,7 @@ SCORES = ("msp", "energy", "prototype")
 SCORE_HELP = {"msp": "1 - max softmax probability", "energy": "-logsumexp(logits)",
               "prototype": "1 - max cosine similarity to the class prototypes"}
 #: the one statement of the orientation
-CONVENTION = "higher = more likely an unknown method (every score)"
+CONVENTION = "higher = more likely an unknown method, for every score"
 #: beside the checkpoint, in the run folder
 PROTOTYPES_FILE = "prototypes.safetensors"
 OPENSET_FILE = "openset.json"
