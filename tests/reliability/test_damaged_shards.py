@@ -135,3 +135,26 @@ def test_damage_in_the_middle_of_a_shard_is_found_when_the_corpus_is_opened(tmp_
 
     text = info(dst)
     assert "DAMAGED: 1 shard(s)" in text and str(v) in text and "\\n" not in text
+
+
+def test_quality_quarantines_a_damaged_quality_shard_and_recomputes_it(built, tmp_path):
+    """`dfkit quality` moves a truncated quality shard into <corpus>/quarantine/ (nothing deleted) and computes it
+    again: the values equal those of an undamaged run."""
+    out = _copy(built, tmp_path)
+    args = ["quality", "--corpus", str(out), "-q", "--workers", "1", "--no-fullref"]
+    r = subprocess.run(DFKIT + args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cols = ["sample_id", "quality", "q_sharpness", "q_noise"]
+    want = dfkit.corpus.open(out).metadata(cols).sort_values("sample_id").reset_index(drop=True)
+    qp = sorted((out / "quality").glob("*.parquet"))[0]
+    size = qp.stat().st_size
+    _cut(qp)
+    damaged_bytes = qp.read_bytes()
+    r = subprocess.run(DFKIT + args, capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    kept = [p for p in (out / "quarantine").rglob("*") if p.is_file() and p.read_bytes() == damaged_bytes]
+    assert len(kept) == 1  # the damaged file itself, kept
+    assert qp.exists() and qp.stat().st_size > len(damaged_bytes) and abs(qp.stat().st_size - size) < size
+    got = dfkit.corpus.open(out).metadata(cols).sort_values("sample_id").reset_index(drop=True)
+    assert list(got["sample_id"]) == list(want["sample_id"])
+    np.testing.assert_allclose(got[cols[1:]].to_numpy(float), want[cols[1:]].to_numpy(float), atol=1e-9)
