@@ -40,6 +40,7 @@ import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -715,12 +716,15 @@ def _drive(submit: Callable[[VideoTask], Future], queue: list[VideoTask], on_res
            on_error: Callable[[VideoTask, BaseException], VideoResult] | None = None) -> None:
     """Keep ``window`` tasks in flight; hand each result to ``on_result`` and queue the tasks it releases
     (fakes waiting for their original). ``inflight`` is the caller's, so it can see what was running when an
-    executor broke."""
+    executor broke. ``on_error`` turns a task's exception into its result, or raises to stop the run: the other
+    results that arrived with it are handed over first (committed, so a rerun does not do them again), and each
+    result is handed over once."""
     while queue or inflight:
         while queue and len(inflight) < window:
             t = queue.pop(0)
             inflight[submit(t)] = t
         done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        stop: BaseException | None = None
         for fut in done:
             try:
                 res = fut.result()
@@ -729,9 +733,16 @@ def _drive(submit: Callable[[VideoTask], Future], queue: list[VideoTask], on_res
             except Exception as e:  # noqa: BLE001
                 if on_error is None:
                     raise
-                res = on_error(inflight[fut], e)
+                try:
+                    res = on_error(inflight[fut], e)
+                except Exception as err:  # noqa: BLE001 - raised after the results that arrived with it
+                    inflight.pop(fut)
+                    stop = stop or err
+                    continue
             task = inflight.pop(fut)
             queue.extend(on_result(task, res))
+        if stop is not None:
+            raise stop
 
 
 def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int, on_result: OnResult) -> None:
@@ -767,11 +778,74 @@ def _run_pool(ready: list[VideoTask], params: IngestParams, workers: int, on_res
         pool.shutdown(wait=True)
 
 
+def _dask_video(task: VideoTask, params: IngestParams) -> VideoResult:
+    """:func:`process_video` on a Dask worker. A file the client listed that this worker cannot open means ROOT is
+    not visible here at the same path: a :class:`~dfkit.errors.DfkitError` naming the worker and the path stops the
+    run (recording every video as failed would fill the corpus with a cluster's misconfiguration)."""
+    rec = task.record
+    if not rec.problem and not rec.missing:
+        try:
+            if rec.path.is_dir():
+                os.listdir(rec.path)
+            else:
+                with open(rec.path, "rb"):
+                    pass
+        except OSError as e:
+            from distributed import get_worker
+
+            from dfkit.errors import DfkitError
+
+            try:
+                where = get_worker().address
+            except ValueError:  # not on a worker (called directly)
+                where = "?"
+            own = rec.path.as_posix()
+            root = own[:-len(rec.rel_path)].rstrip("/") if own.endswith("/" + rec.rel_path) else str(rec.path.parent)
+            raise DfkitError(f"Dask worker {where} cannot read {rec.path} ({e.strerror or e}): ROOT {root} must be "
+                             "readable at the same path on every worker") from None
+    return process_video(task, params)
+
+
+def _dask_on_error(scheduler: str) -> Callable[[VideoTask, BaseException], VideoResult]:
+    """What a Dask task's exception means. ``KilledWorker``: the video's workers died while running it as many
+    times as the scheduler allows (``distributed.scheduler.allowed-failures``; a worker killed once has its tasks
+    rescheduled by Dask, not reported) -- the video is recorded as failed, as a local worker that crashes on it
+    twice. A :class:`~dfkit.errors.DfkitError` (a worker cannot read ROOT) stops the run. Anything else means the
+    cluster was lost: the run stops with one line (the finished videos are committed; a rerun does the rest) rather
+    than recording videos that never ran as failed."""
+    from distributed import KilledWorker
+
+    from dfkit.errors import DfkitError
+
+    def on_error(task: VideoTask, e: BaseException) -> VideoResult:
+        if isinstance(e, KilledWorker):
+            return _failed(task, "worker", f"the Dask workers running this video died repeatedly ({e})")
+        if isinstance(e, DfkitError):
+            raise e
+        raise DfkitError(f"lost the Dask cluster at {scheduler} ({type(e).__name__}: {e}): every finished video is "
+                         "committed; rerun the same command to resume") from None
+
+    return on_error
+
+
 def _run_dask(ready: list[VideoTask], params: IngestParams, workers: int, on_result: OnResult,
               scheduler: str) -> None:
     """Run tasks on a Dask cluster: ``scheduler`` is a scheduler address (``tcp://host:8786``; the dataset root
     must be readable at the same path on every worker) or ``local`` for a LocalCluster of ``workers`` processes
-    on 127.0.0.1. Dask retries a task whose worker died; when it gives up, the video is recorded as failed."""
+    on 127.0.0.1. A worker that dies has its tasks rescheduled by Dask (each result is committed once, by this
+    process); see :func:`_dask_on_error` for what is not retried."""
+    with dask_client(scheduler, workers) as client:
+        ex = client.get_executor(pure=False)
+        slots = sum(client.nthreads().values()) or workers
+        _drive(lambda t: ex.submit(_dask_video, t, params), list(ready), on_result, slots * 2, {},
+               on_error=_dask_on_error(scheduler))
+
+
+@contextmanager
+def dask_client(scheduler: str, workers: int):
+    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` single-threaded processes
+    bound to 127.0.0.1 (``local``; no dashboard); closed (with the LocalCluster) on leaving. An unreachable scheduler
+    is a :class:`~dfkit.errors.DfkitError`."""
     from distributed import Client, LocalCluster
 
     cluster = None
@@ -782,15 +856,12 @@ def _run_dask(ready: list[VideoTask], params: IngestParams, workers: int, on_res
     else:
         try:
             client = Client(scheduler, timeout=30)
-        except OSError as e:
+        except (OSError, TimeoutError, ValueError) as e:
             from dfkit.errors import DfkitError
 
             raise DfkitError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     try:
-        ex = client.get_executor(pure=False)
-        slots = sum(client.nthreads().values()) or workers
-        _drive(lambda t: ex.submit(process_video, t, params), list(ready), on_result, slots * 2, {},
-               on_error=lambda t, e: _failed(t, "worker", f"the Dask cluster gave up: {type(e).__name__}: {e}"))
+        yield client
     finally:
         client.close()
         if cluster is not None:

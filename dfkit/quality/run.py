@@ -17,6 +17,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -208,9 +209,96 @@ def _pool(workers: int) -> ProcessPoolExecutor:
                                initargs=(os.getpid(),))
 
 
+def _dask_shard(shard_path: str, files: list[str], weights: dict[str, float], fullref: bool,
+                fullref_frames: int | None) -> tuple[pa.Table, dict[str, int], list[str]]:
+    """:func:`compute_shard` on a Dask worker. A shard the client listed that this worker cannot open means the
+    corpus is not visible here at the same path: a :class:`~dfkit.errors.DfkitError` naming the worker and the
+    path (the run stops; a shard error would be recorded for every shard)."""
+    for f in [shard_path] + (files if fullref else []):
+        try:
+            with open(f, "rb"):
+                pass
+        except OSError as e:
+            from distributed import get_worker
+
+            from dfkit.errors import DfkitError
+
+            try:
+                where = get_worker().address
+            except ValueError:  # not on a worker (called directly)
+                where = "?"
+            root = Path(f).parent.parent
+            raise DfkitError(f"Dask worker {where} cannot read {f} ({e.strerror or e}): the corpus {root} must be "
+                             "readable at the same path on every worker") from None
+    return compute_shard(shard_path, files, weights, fullref, fullref_frames)
+
+
+@contextmanager
+def _dask_client(scheduler: str, workers: int):
+    """A Dask client of ``scheduler`` (an address), or of a LocalCluster of ``workers`` single-threaded processes
+    on 127.0.0.1 (``local``), closed on leaving (as ``dfkit ingest --scheduler``; a stage may not import another)."""
+    from distributed import Client, LocalCluster
+
+    from dfkit.errors import DfkitError
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise DfkitError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_dask(todo: list, args: tuple, scheduler: str, workers: int, commit: Callable, guard, s: QualitySummary
+              ) -> None:
+    """Every shard of ``todo`` as one Dask task (:func:`compute_shard`, as the local pool runs it); this process
+    commits each result once, through the same writer, as it arrives. A worker that dies has its shards rescheduled
+    by Dask; a shard whose workers died repeatedly (``KilledWorker``) or that raised is a shard error, as locally; a
+    worker that cannot read the corpus, or a lost cluster, stops the run with one line (the shards written stay,
+    a rerun computes the rest)."""
+    from distributed import as_completed
+
+    from dfkit.errors import DfkitError
+
+    with _dask_client(scheduler, workers) as client:
+        futs = {client.submit(_dask_shard, str(c.path), *args, pure=False): c for c in todo}
+        for f in as_completed(list(futs)):
+            c = futs.pop(f)  # dropping the future frees its result on the worker
+            with guard.critical():
+                if f.status == "error":
+                    e = f.exception()
+                    if isinstance(e, DfkitError):
+                        raise e
+                    s.errors.append(f"{c.path.name}: {type(e).__name__}: {e}")
+                    continue
+                try:
+                    res = f.result()
+                except Exception as e:  # noqa: BLE001 - cancelled: the scheduler is gone
+                    raise DfkitError(f"lost the Dask cluster at {scheduler} ({type(e).__name__}: {e}): the quality "
+                                     "shards written stay; rerun the same command to compute the rest") from None
+                try:
+                    commit(c, res)
+                except Exception as e:  # noqa: BLE001 - one bad shard must not lose the others
+                    s.errors.append(f"{c.path.name}: {type(e).__name__}: {e}")
+
+
 def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, workers: int | None = None,
                 fullref: bool = True, fullref_frames: int | None = None, recompute: bool = False,
-                progress: bool = True, log: Callable[[str], None] = print) -> QualitySummary:
+                progress: bool = True, log: Callable[[str], None] = print, scheduler: str | None = None
+                ) -> QualitySummary:
+    """Compute the quality shards a corpus lacks (see the module's docstring), in ``workers`` local processes or,
+    with ``scheduler`` (an address, or ``local``), as one Dask task per crops shard; either way this process alone
+    writes the quality shards, so the values are the same."""
     from tqdm import tqdm
 
     from dfkit.quality import QUALITY_VERSION, recompose, resolve_weights
@@ -283,7 +371,9 @@ def run_quality(corpus: str | Path, weights: dict[str, float] | None = None, wor
         guard = InterruptGuard()  # SIGTERM like Ctrl-C: the shards written stay, a shard is never cut in half
         try:
             with guard.installed():
-                if workers == 1 or len(todo) == 1:
+                if scheduler:
+                    _run_dask(todo, (files, w, fullref, fullref_frames), scheduler, workers, commit, guard, s)
+                elif workers == 1 or len(todo) == 1:
                     for c in todo:
                         res = compute_shard(str(c.path), files, w, fullref, fullref_frames)
                         with guard.critical():
