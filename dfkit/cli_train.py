@@ -44,6 +44,10 @@ def train(
     datasets: Optional[str] = datasets_opt("Comma-separated datasets to use (default: all)."),
     methods: Optional[str] = methods_opt("Only these fake methods (own or canonical names) in training; reals "
                                          "stay. Others become 'unseen' in eval."),
+    holdout_methods: Optional[str] = _opt(None, "--holdout-methods", help="Leave-methods-out: these fake methods "
+                                          "(own or canonical names, comma-separated) are kept out of training and "
+                                          "validation and stay in test, where eval scores them as unseen "
+                                          "(open-set AUROC)."),
     min_quality: Optional[float] = min_quality_opt("train"),
     split: Optional[str] = _opt(None, "--split", help="official (the dataset's split) or identity (no identity "
                                 f"or source video in two splits) (default: {_dflt('split')})."),
@@ -99,7 +103,7 @@ def train(
                  crop=crop, batch_size=batch_size, lr=lr, seed=seed, out=out, contrastive=contrastive,
                  contrastive_mode=contrastive_mode, probe_epochs=probe_epochs, pretrained=pretrained, weights=weights,
                  augment=augment, drop_real=drop_real, drop_suspect=drop_suspect, device=device, workers=workers,
-                 threads=threads, progress=False if quiet else None)
+                 threads=threads, progress=False if quiet else None, holdout_methods=holdout_methods)
     services.train(given, config=config, resume=resume, overwrite=overwrite, echo=typer.echo)
 
 

@@ -582,6 +582,7 @@ def predict(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]], *, out_j
     run = Path(run).expanduser()
     model, names, cfg = tp.load_run(run, device=dev)
     params, notes = _predict_params(run, cfg)
+    open_set = tp.RunOpenSet(run)
     files = _predict_inputs(inputs)
     for n in notes:
         log(f"note: {n}")
@@ -590,23 +591,26 @@ def predict(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]], *, out_j
         vrow, crops = crop_file(f, params)
         answer = None
         if vrow.get("status") in USABLE and crops:
-            probs, _ = tp.predict_crops(model, [c["crop"] for c in crops], device=dev, batch_size=batch_size,
-                                        crop=cfg.get("crop", "resize"))
+            probs, logits, emb = tp.predict_crops(model, [c["crop"] for c in crops], device=dev,
+                                                  batch_size=batch_size, crop=cfg.get("crop", "resize"),
+                                                  return_embeddings=True)
             answer = tp.video_prediction(probs, names, [c["frame_index"] for c in crops],
-                                         [c["timestamp_s"] for c in crops], top_k=top_frames)
+                                         [c["timestamp_s"] for c in crops], top_k=top_frames,
+                                         open_set=open_set.video(logits, emb))
         else:
             failed.append(str(f))
             log(one_line(f"{f}: {vrow.get('status')} at {vrow.get('stage')}: {vrow.get('reason')}"))
         records.append(tp.prediction_record(str(f), vrow, answer))
     echo(tp.predictions_table(records, names))
     echo(f"{len(files) - len(failed)} of {len(files)} files scored with {run} ({cfg.get('task')}, classes "
-         f"{', '.join(names)}); open-set score: {tp.OPEN_SET_NOTE}")
-    meta = {"run": str(run), "task": cfg.get("task"), "class_names": names, "params": asdict(params), "notes": notes}
+         f"{', '.join(names)}); open-set score: {open_set.note()}")
+    meta = {"run": str(run), "task": cfg.get("task"), "class_names": names, "params": asdict(params), "notes": notes,
+            "open_set": open_set.describe()}
     if "--json" in outs:
         echo(f"written: {tp.write_predictions_json(outs['--json'], records, meta)}")
     if "--csv" in outs:
         echo(f"written: {tp.write_predictions_csv(outs['--csv'], records, names)}")
-    return {**meta, "open_set": tp.OPEN_SET_NOTE, "videos": records, "failed": failed}
+    return {**meta, "videos": records, "failed": failed}
 
 
 def quality_sweep(settings: Settings = None, *, config: Optional[PathLike] = None,
