@@ -338,6 +338,9 @@ def test_smoke_study_killed_halfway_resumes_without_retraining(demo_corpus, tmp_
     # each cell is an ordinary run folder: dfkit eval opens it
     cell = Path(idx["cells"][0]["folder"])
     assert (cell / "config.json").exists() and (cell / "eval_demo" / "eval.json").exists()
+    code, text, err = run_cli(["eval", cell, "--n-boot", "10", "--workers", "0", "--threads", "1",
+                               "--out", tmp_path / "eval"], capsys)
+    assert code == 0 and (tmp_path / "eval" / "eval.json").exists(), err
     # a third run does nothing
     code, text, err = run_cli(["study", "run", spec, "--quiet"], capsys)
     assert code == 0 and text.count("skipped") == 4 and "training" not in text

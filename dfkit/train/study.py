@@ -636,7 +636,9 @@ def _train_cell(cell: Cell, state: str, echo: Echo) -> dict[str, Any]:
     marker = {"digest": cell.digest, "trained": True, "axes": cell.axes, "labels": cell.labels,
               "settings": cell.settings.to_dict(), "class_names": summary["class_names"],
               "train_seconds": seconds, "train_batches": batches,
-              "seconds_per_step": seconds / batches if batches else None, "resumed": state == "partial",
+              # a continued run's time covers its last epochs only: no rate for the estimates
+              "seconds_per_step": seconds / batches if batches and state != "partial" else None,
+              "resumed": state == "partial",
               "n_params": _n_params(cell.folder), "best_epoch": summary.get("best_epoch"),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "evals": {}}
     _write_json(cell.folder / CELL_MARKER, marker)
@@ -880,7 +882,9 @@ def estimate(study: Study, cells: list[Cell], states: dict[str, str], markers: d
         sps = m.get("steps_per_s")
         echo(f"  {sk.replace('|', ', ')}: " + ("n/a" if sps is None else f"{sps:.3g} steps/s") + f" ({m['how']})")
     echo("  (estimate: training steps at the measured rate, plus validation and evaluation forward passes at a third "
-         "of a training step per crop; evaluation crops are summed over every evaluated dataset)")
+         "of a training step per crop, summed over every evaluated dataset; synthetic steps time the model alone, "
+         "without JPEG decoding or a cell's set-up, so they underestimate small models most; the rates of finished "
+         "cells include everything)")
     return {"cells": rows, "speeds": measured, "seconds": total, "seconds_left": left}
 
 
@@ -1235,7 +1239,7 @@ def _markdown(report: dict[str, Any]) -> str:
         if not t[q]:
             lines.append(f"_{report['not_applicable'].get(q, 'no comparison')}._")
             continue
-        lines += ["| compared with | evaluated on | metric | arms (mean over seeds) | difference | 95% CI | verdict |",
+        lines += ["| cells (the other axes) | evaluated on | metric | arms (mean over seeds) | difference | 95% CI | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for row in t[q]:
             arms = "; ".join(f"{a} {_fmt(v)}" for a, v in row["arms"].items())
