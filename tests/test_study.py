@@ -95,6 +95,19 @@ def test_expand_digests_stable_distinct_and_independent_of_key_order(demo_corpus
     assert len(cells) == 1 and cells[0].settings.datasets == ["demo"]  # the same run, kept once
 
 
+def test_holdout_methods_axis(demo_corpus, tmp_path):
+    from dfkit.train.settings import TrainSettings
+    from dfkit.train.study import expand, load_study
+
+    if "holdout_methods" not in TrainSettings.keys():
+        pytest.skip("this dfkit has no holdout_methods setting")
+    s = load_study(_write(tmp_path / "h.yaml", f"out: {tmp_path / 'h'}\ncorpus: {demo_corpus}\naxes:\n"
+                          "  backbone: [tiny]\n  holdout_methods: [null, [demo_checkerboard]]\n"))
+    cells = expand(s)
+    assert [c.settings.holdout_methods for c in cells] == [None, ["demo_checkerboard"]]
+    assert cells[0].digest != cells[1].digest and "hold-demo_checkerboard" in cells[1].slug
+
+
 BAD = [
     ("bogus: 1\n", "bogus: unknown key"),
     ("axes: {backbone: [tiny, resnet9000]}\n", "axes.backbone: unknown backbone 'resnet9000'"),

@@ -475,7 +475,7 @@ def expand(study: Study, layout: Callable[[Cell], Path] | None = None) -> list[C
         cell = Cell(axes=ax, settings=s, digest=digest, folder=Path(), slug=slug, labels=labels)
         cell.folder = layout(cell) if layout else study.out / CELLS_DIR / f"{digest[:10]}-{slug}"
         s.out = str(cell.folder)
-        if digest in seen:  # e.g. contrastive none x two modes: the same run, kept once
+        if digest in seen:  # e.g. each and all on a corpus of one dataset: the same run, kept once
             continue
         seen[digest] = cell
         cells.append(cell)
@@ -917,6 +917,9 @@ def _load_cells(study_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise DfkitError(f"{study_dir} is not a study folder (no readable {INDEX_FILE}: run `dfkit study run` first)")
     cells = []
     for c in idx["cells"]:
+        folder = Path(c["folder"])
+        if not folder.exists() and (study_dir / CELLS_DIR / folder.name).exists():  # the study folder was moved
+            c = {**c, "folder": str(study_dir / CELLS_DIR / folder.name)}
         m = _read_json(Path(c["folder"]) / CELL_MARKER)
         if m is None or not m.get("trained") or m.get("digest") != c["digest"]:
             continue
