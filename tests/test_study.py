@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_train_cli import demo_corpus, one_thread, run_cli  # noqa: F401 - fixtures
+from tests.test_train_cli import demo_corpus, one_thread, quality_corpus, run_cli  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +124,7 @@ BAD = [
     ("eval: {nboot: 3}\n", "eval.nboot: unknown key"),
     ("questions: [why]\n", "questions: unknown question 'why'"),
     ("report: {metric: f2}\n", "report.metric:"),
+    ("equal_size: maybe\n", "equal_size: true or false"),
 ]
 
 
@@ -160,6 +161,38 @@ def test_shipped_studies_load(demo_corpus, tmp_path):
     assert paper.axes["task"] == ["binary", "attribution"] and "supcon_joint" in paper.axes["contrastive"]
     smoke = load_study("smoke", corpus=demo_corpus, out=tmp_path / "sm")
     assert len(expand(smoke)) == 4
+
+
+def test_equal_size_quality_arms_train_on_the_smallest_arm_per_class(quality_corpus, tmp_path, capsys):
+    """equal_size: every min_quality arm trains on the smallest arm's crops per class (as the quality sweep)."""
+    import dfkit.corpus
+    from dfkit.train.data import target_names
+
+    out = tmp_path / "q"
+    spec = _write(tmp_path / "q.yaml", f"corpus: {quality_corpus}\nout: {out}\nequal_size: true\n"
+                  "base: {epochs: 1, img_size: 32, batch_size: 16, workers: 0, threads: 1}\n"
+                  "axes: {task: [attribution], backbone: [tiny], min_quality: [null, 0.6]}\n"
+                  "eval: {n_boot: 10}\nquestions: [quality]\n")
+    meta = dfkit.corpus.open(quality_corpus).metadata()
+    train = meta[meta["split"] == "train"]
+    expect: dict[str, int] = {}
+    for pool in (train, train[train["quality"] >= 0.6]):
+        for c, n in target_names("attribution", pool).value_counts().items():
+            expect[c] = min(expect.get(c, 10 ** 9), int(n))
+    code, text, err = run_cli(["study", "run", spec, "--dry-run"], capsys)
+    assert code == 0, err
+    rows = [ln.split() for ln in text.splitlines() if ln.startswith("attribution-")]
+    assert [int(r[3]) for r in rows] == [sum(expect.values())] * 2
+    code, text, err = run_cli(["study", "run", spec, "--quiet"], capsys)
+    assert code == 0, err
+    idx = json.loads((out / "study.json").read_text())
+    for c in idx["cells"]:
+        counts = json.loads((Path(c["folder"]) / "data.json").read_text())["counts"]["train"]["per_class"]
+        assert {k: v["frames"] for k, v in counts.items()} == expect
+    code, text, err = run_cli(["study", "report", out], capsys)
+    assert code == 0, err
+    rep = json.loads((out / "report" / "report.json").read_text())
+    assert rep["tables"]["quality"] and rep["tables"]["quality"][0]["pairs"][0]["label"] == "q>=0.6 - all crops"
 
 
 # ----------------------------------------------------------------------------------------------------------------------

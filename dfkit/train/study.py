@@ -37,8 +37,9 @@ bootstrap CIs and *paired* differences (the same test videos, bootstrap over vid
   ``P(fake) = 1 - P(real)``), on the same test videos: AUC, EER and balanced accuracy;
 - ``backbone_size``: each larger backbone (by parameter count) against the smallest;
 - ``supcon``: each SupCon arm against no contrastive loss;
-- ``quality``: each training filter against the unfiltered arm (training sets of different size: for the sweep at
-  equal size use ``dfkit experiment quality-sweep``);
+- ``quality``: each training filter against the unfiltered arm; with the study's ``equal_size: true`` every arm
+  trains on the same number of crops per class (the smallest arm's, subsampled by video as ``dfkit experiment
+  quality-sweep`` does), so only the quality differs;
 - ``cross_dataset``: the matrix trained on -> evaluated on (mean over seeds, CI over videos and seeds), as heatmaps.
 
 Comparisons are made between cells that differ in the compared axis only (and the seed); arms are matched seed by
@@ -99,7 +100,7 @@ CONTRASTIVE_ONLY = ("contrastive_mode", "contrastive_weight", "temperature", "pr
 AXIS_SETTINGS = {"task": ("task",), "backbone": ("backbone",), "contrastive": ("contrastive", "contrastive_mode"),
                  "min_quality": ("min_quality",), "train_datasets": ("datasets",),
                  "holdout_methods": ("holdout_methods",), "seed": ("seed",)}
-_TOP_KEYS = ("name", "description", "corpus", "out", "base", "axes", "eval", "questions", "report")
+_TOP_KEYS = ("name", "description", "corpus", "out", "base", "axes", "equal_size", "eval", "questions", "report")
 _EVAL_KEYS = ("split", "datasets", "n_boot", "batch_size")
 _REPORT_KEYS = ("metric", "level", "n_boot")
 _METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "eer")
@@ -130,11 +131,13 @@ class Study:
     report: dict[str, Any]
     source: str = "study"
     description: str = ""
+    #: the quality arms train on the same number of crops per class (see :func:`_equal_size_rows`)
+    equal_size: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "corpus": str(self.corpus), "out": str(self.out),
-                "base": self.base, "axes": self.axes, "eval": self.eval, "questions": self.questions,
-                "report": self.report, "source": self.source}
+                "base": self.base, "axes": self.axes, "equal_size": self.equal_size, "eval": self.eval,
+                "questions": self.questions, "report": self.report, "source": self.source}
 
 
 @dataclass
@@ -147,6 +150,9 @@ class Cell:
     folder: Path
     slug: str
     labels: dict[str, str] = field(default_factory=dict)  # each axis value as the tables show it
+    #: with the study's ``equal_size``: the training filters of the cells that differ from this one only in
+    #: ``min_quality`` (its training crops are subsampled to the smallest of them, per class)
+    equal_size_over: list[Any] | None = None
 
     @property
     def short(self) -> str:
@@ -326,10 +332,13 @@ def study_from_dict(data: dict[str, Any], *, source: str = "study", base_dir: Pa
         raise _err(src, "report.level", f"video or frame, not {rep['level']!r}")
     if isinstance(rep["n_boot"], bool) or not isinstance(rep["n_boot"], int) or rep["n_boot"] < 0:
         raise _err(src, "report.n_boot", f"a whole number >= 0, not {rep['n_boot']!r}")
+    equal = data.get("equal_size", False)
+    if not isinstance(equal, bool):
+        raise _err(src, "equal_size", f"true or false, not {equal!r}")
     name = str(data.get("name") or (Path(source).stem if source != "study" else "study"))
     return Study(name=name, corpus=root, out=out_dir, base=base, axes=axes, eval=ev,
                  questions=list(dict.fromkeys(questions)), report=rep, source=source,
-                 description=str(data.get("description") or ""))
+                 description=str(data.get("description") or ""), equal_size=equal)
 
 
 def shipped_study(name: str) -> Path | None:
@@ -394,12 +403,13 @@ def _expand_datasets(entries: list[Any], have: list[str], src: str) -> list[tupl
     return out
 
 
-def cell_digest(s: TrainSettings) -> str:
+def cell_digest(s: TrainSettings, extra: dict[str, Any] | None = None) -> str:
     """The digest of the settings that change a run's result (sha1 hex): every field but :data:`NOT_RESULT`,
     lists of datasets/methods sorted, the contrastive-only fields at their defaults without a contrastive loss,
     ``img_size`` resolved to the backbone's default; of these, the fields that differ from their defaults (and
     ``img_size``). The same settings give the same digest on any machine, in any order of the study file's keys,
-    and after a later dfkit adds a setting at a default that changes nothing."""
+    and after a later dfkit adds a setting at a default that changes nothing. ``extra``: anything else that picks
+    the training rows (the study's ``equal_size`` arms)."""
     from dfkit.train.backbones import backbone_spec
 
     d = {k: v for k, v in s.to_dict().items() if k not in NOT_RESULT}
@@ -417,7 +427,10 @@ def cell_digest(s: TrainSettings) -> str:
     # only what differs from the defaults: a setting added to a later dfkit (at a default that changes nothing)
     # leaves every earlier digest as it was
     d = {k: v for k, v in d.items() if k == "img_size" or v != dflt.get(k)}
-    payload = json.dumps({"v": DIGEST_VERSION, "settings": d}, sort_keys=True, default=str)
+    doc: dict[str, Any] = {"v": DIGEST_VERSION, "settings": d}
+    if extra:  # what else picks the training rows (equal_size: the arms the size is matched over)
+        doc["extra"] = extra
+    payload = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -470,9 +483,13 @@ def expand(study: Study, layout: Callable[[Cell], Path] | None = None) -> list[C
             from dfkit.train.backbones import backbone_spec
 
             s.img_size = backbone_spec(s.backbone).default_img_size
-        digest = cell_digest(s)
-        slug = _slug(ax, labels)
-        cell = Cell(axes=ax, settings=s, digest=digest, folder=Path(), slug=slug, labels=labels)
+        over = None
+        if study.equal_size and len(study.axes["min_quality"]) > 1:
+            over = list(study.axes["min_quality"])
+        digest = cell_digest(s, {"equal_size_over": over} if over else None)
+        slug = _slug(ax, labels) + ("-eq" if over else "")
+        cell = Cell(axes=ax, settings=s, digest=digest, folder=Path(), slug=slug, labels=labels,
+                    equal_size_over=over)
         cell.folder = layout(cell) if layout else study.out / CELLS_DIR / f"{digest[:10]}-{slug}"
         s.out = str(cell.folder)
         if digest in seen:  # e.g. each and all on a corpus of one dataset: the same run, kept once
@@ -534,16 +551,18 @@ def _cell_state(cell: Cell, key: dict[str, Any], datasets: list[str]) -> tuple[s
             (evals[d].get("error") is not None) or (cell.folder / evals[d]["dir"] / "eval.json").exists())
             for d in datasets)
         return ("done" if ok else "trained"), m
-    if m is None and checkpoint_paths(cell.folder / "last")[1].exists() and _saved_digest(cell.folder) == cell.digest:
+    extra = {"equal_size_over": cell.equal_size_over} if cell.equal_size_over else None
+    if m is None and checkpoint_paths(cell.folder / "last")[1].exists() and \
+            _saved_digest(cell.folder, extra) == cell.digest:
         return "partial", None  # a killed run of these very settings: continued from its last checkpoint
     return "todo", None
 
 
-def _saved_digest(folder: Path) -> str | None:
+def _saved_digest(folder: Path, extra: dict[str, Any] | None = None) -> str | None:
     """The digest of the settings a run folder's ``config.json`` records (None when unreadable)."""
     cfg = _read_json(folder / "config.json")
     try:
-        return cell_digest(TrainSettings.from_saved(cfg)) if cfg else None
+        return cell_digest(TrainSettings.from_saved(cfg), extra) if cfg else None
     except DfkitError:
         return None
 
@@ -621,15 +640,16 @@ def _train_cell(cell: Cell, state: str, echo: Echo) -> dict[str, Any]:
     s = cell.settings.copy()
     t0 = time.perf_counter()
     summary = None
+    rows = _equal_size_rows(cell, echo) if cell.equal_size_over else {}
     (cell.folder / CELL_MARKER).unlink(missing_ok=True)  # a marker of other settings (a custom layout) is stale
     if state == "partial":
         try:
-            summary = train_run(s, resume=True, echo=sub)
+            summary = train_run(s, resume=True, echo=sub, **rows)
         except DfkitError as e:  # a checkpoint cut short by the kill: start the cell again
             echo(f"    cannot continue the killed run ({e}); training it again")
             s = cell.settings.copy()
     if summary is None:
-        summary = train_run(s, overwrite=True, echo=sub)
+        summary = train_run(s, overwrite=True, echo=sub, **rows)
     seconds = time.perf_counter() - t0
     hist = summary.get("history") or []
     batches = int(sum(int(h.get("batches") or 0) for h in hist))
@@ -643,6 +663,39 @@ def _train_cell(cell: Cell, state: str, echo: Echo) -> dict[str, Any]:
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "evals": {}}
     _write_json(cell.folder / CELL_MARKER, marker)
     return marker
+
+
+def _selection(s: TrainSettings, min_quality: float | None = None, *, keep: bool = True):
+    """The data selection a run of ``s`` trains on (with another training filter ``min_quality`` unless ``keep``)."""
+    from dfkit.train.data import select_data
+
+    extra = {"holdout_methods": s.holdout_methods} if getattr(s, "holdout_methods", None) else {}
+    return select_data(s.corpus, task=s.task, datasets=s.datasets, methods=s.methods, compression=s.compression,
+                       split=s.split, min_quality=s.min_quality if keep else min_quality, max_quality=s.max_quality,
+                       drop_real=s.drop_real, drop_suspect=s.drop_suspect, seed=s.split_seed, **extra)
+
+
+def _equal_size_rows(cell: Cell, echo: Echo) -> dict[str, Any]:
+    """The study's ``equal_size``: the cell's training crops subsampled, by video and seeded by its seed
+    (:func:`dfkit.train.data.subsample_by_video`), to the smallest count per class among the training filters of
+    ``cell.equal_size_over`` (as ``dfkit experiment quality-sweep``), validation and test untouched. Returns
+    ``train_run``'s ``selection`` and ``train_rows``."""
+    from dfkit.train.data import subsample_by_video
+
+    sel = _selection(cell.settings)
+    names = sel.class_names
+    per_class = {i: int((sel.train["target"] == i).sum()) for i in range(len(names))}
+    for q in cell.equal_size_over or []:
+        other = _selection(cell.settings, q, keep=False)
+        if other.class_names != names:
+            raise DfkitError(f"equal_size: training with min_quality {q} has the classes {', '.join(other.class_names)}"
+                             f", with {cell.settings.min_quality} {', '.join(names)}: the sizes cannot be matched")
+        counts = np.bincount(other.train["target"].to_numpy(), minlength=len(names))
+        per_class = {i: min(n, int(counts[i])) for i, n in per_class.items()}
+    rows = subsample_by_video(sel.train, per_class, seed=int(cell.settings.seed))
+    echo(f"    equal size: {len(rows)} of {len(sel.train)} training crops ("
+         + ", ".join(f"{names[i]} {n}" for i, n in per_class.items()) + ")")
+    return {"selection": sel, "train_rows": rows}
 
 
 def _index(study: Study, cells: list[Cell], states: dict[str, str], markers: dict[str, dict | None]) -> dict:
@@ -764,24 +817,27 @@ def measure_speed(backbone: str, img_size: int, batch_size: int, *, device: str 
 
 
 def _data_counts(cell: Cell, cache: dict) -> dict[str, int]:
-    """Training / validation / test crops of the cell's selection (cached per data setting)."""
-    from dfkit.train.data import select_data
+    """Training / validation / test crops of the cell's selection (cached per data setting); with ``equal_size``
+    the training crops are the smallest arm's."""
 
-    s = cell.settings
-    k = json.dumps([s.task, s.datasets, s.methods, s.compression, s.split, s.min_quality, s.max_quality, s.drop_real,
-                    s.drop_suspect, s.split_seed, getattr(s, "holdout_methods", None)], default=str)
-    if k not in cache:
-        try:
-            extra = {"holdout_methods": s.holdout_methods} if getattr(s, "holdout_methods", None) else {}
-            sel = select_data(s.corpus, task=s.task, datasets=s.datasets, methods=s.methods,
-                              compression=s.compression, split=s.split, min_quality=s.min_quality,
-                              max_quality=s.max_quality, drop_real=s.drop_real, drop_suspect=s.drop_suspect,
-                              seed=s.split_seed, **extra)
-            cache[k] = {"train": int(len(sel.train)), "val": int(len(sel.val)), "test": int(len(sel.test)),
-                        "error": None}
-        except DfkitError as e:
-            cache[k] = {"train": 0, "val": 0, "test": 0, "error": str(e)}
-    return cache[k]
+    def counts(q: float | None) -> dict[str, Any]:
+        s = cell.settings
+        k = json.dumps([s.task, s.datasets, s.methods, s.compression, s.split, q, s.max_quality, s.drop_real,
+                        s.drop_suspect, s.split_seed, getattr(s, "holdout_methods", None)], default=str)
+        if k not in cache:
+            try:
+                sel = _selection(s, q, keep=False)
+                cache[k] = {"train": int(len(sel.train)), "val": int(len(sel.val)), "test": int(len(sel.test)),
+                            "per_class": sel.train["class_name"].value_counts().to_dict(), "error": None}
+            except DfkitError as e:
+                cache[k] = {"train": 0, "val": 0, "test": 0, "per_class": {}, "error": str(e)}
+        return cache[k]
+
+    n = dict(counts(cell.settings.min_quality))
+    if cell.equal_size_over and not n["error"]:  # the smallest arm's count, per class
+        arms = [counts(q) for q in cell.equal_size_over]
+        n["train"] = int(sum(min(a["per_class"].get(c, 0) for a in arms) for c in n["per_class"]))
+    return n
 
 
 def _eval_crops(cell: Cell, datasets: list[str], split: str, cache: dict) -> int:
