@@ -234,8 +234,41 @@ def cross_dataset_cmd(
                            n_boot=n_boot, out=out, echo=typer.echo)
 
 
+study_app = typer.Typer(help="Studies: a grid of runs from one YAML file (manifests/studies/), resumable, and "
+                        "one report with paired differences.", no_args_is_help=True)
+
+
+@study_app.command("run")
+def study_run_cmd(
+    study: Path = typer.Argument(..., help="Study file (YAML; see manifests/studies/template.yaml), or the name of "
+                                 "a shipped one: smoke, paper, cross-dataset, quality."),
+    corpus: Optional[Path] = corpus_opt("Corpus directory (default: the study file's corpus:, else "
+                                        "$DFKIT_CORPUS / the config file / ./dfkit-corpus)."),
+    out: Optional[Path] = out_opt(None, help="Study folder (default: the study file's out:)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells, their crops and the estimated cost "
+                                 "(from measured steps/s); train nothing."),
+    quiet: bool = quiet_opt("No progress bars."),
+) -> None:
+    """Train and evaluate every cell of a study's grid (task x backbone x contrastive x min_quality x training
+    datasets x seed), each an ordinary run folder named by its settings' digest: a killed study resumes, a finished
+    cell is never retrained."""
+    _quiet_logs()
+    services.study_run(study, corpus=corpus, out=out, dry_run=dry_run, quiet=quiet, echo=typer.echo)
+
+
+@study_app.command("report")
+def study_report_cmd(
+    study_dir: Path = typer.Argument(..., help="Study folder made by `dfkit study run`."),
+    out: Optional[Path] = out_opt(None, help="Report folder (default: STUDY_DIR/report)."),
+) -> None:
+    """One table per question (binary vs attribution, backbone size, SupCon, quality arms) with 95% CIs and paired
+    differences on the same test videos, cross-dataset heatmaps and a self-contained HTML page."""
+    services.study_report(study_dir, out=out, echo=typer.echo)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``eval`` and ``experiment`` to the main ``dfkit`` app."""
+    """Add ``train``, ``eval``, ``experiment`` and ``study`` to the main ``dfkit`` app."""
     app.command("train")(train)
     app.command("eval")(eval_cmd)
     app.add_typer(experiment_app, name="experiment")
+    app.add_typer(study_app, name="study")

@@ -686,3 +686,21 @@ def export_model(run: PathLike, *, fmt: str = "onnx", out: Optional[PathLike] = 
     echo(f"check on {on}, batch {c['batch_size']}: max abs logit difference {c['max_abs_diff']:.3g} "
          f"(tolerance {c['tolerance']:.3g}), arg-max agrees on {c['argmax_agree']:.0%}")
     return doc
+
+
+def study_run(study: PathLike, *, corpus: Optional[PathLike] = None, out: Optional[PathLike] = None,
+              dry_run: bool = False, quiet: bool = False, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit study run``: expand the study file's grid and train/evaluate every cell not finished yet (``dry_run``:
+    only the table of cells, their crops and the estimated cost). Returns the study's index."""
+    from dfkit.train.study import load_study, run_study
+
+    s = load_study(study, corpus=corpus, out=out)  # every key checked before anything runs or is written
+    return run_study(s, dry_run=dry_run, progress=not quiet, echo=echo)
+
+
+def study_report(study_dir: PathLike, *, out: Optional[PathLike] = None, echo: Echo = silent) -> dict[str, Any]:
+    """``dfkit study report``: one table per question (paired differences with 95% CIs), the cross-dataset
+    heatmaps and a self-contained HTML page. Returns the report."""
+    from dfkit.train.study import report_study
+
+    return report_study(Path(study_dir), out=out, echo=echo)

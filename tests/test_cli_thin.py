@@ -22,6 +22,7 @@ SERVICES = {
     "quality calibrate": "quality_calibrate", "splits audit": "splits_audit", "splits resplit": "splits_resplit",
     "experiment quality-sweep": "quality_sweep", "experiment cross-dataset": "cross_dataset",
     "predict": "predict", "export": "export", "export-model": "export_model",
+    "study run": "study_run", "study report": "study_report",
 }
 
 #: the services the demo's steps call (the same functions as the commands)
