@@ -95,8 +95,14 @@ def _swap(frame: np.ndarray, box: list[float]) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), m
 
 
-def _write(root: Path, rel: str, frames: list[np.ndarray], crf: int) -> str:
-    write_h264(root / rel, frames, crf, fps=FPS, preset="veryfast")
+#: the originals' x264 preset (the fakes': veryfast): clips encoded separately, as a dataset's are, so the untouched
+#: frames of a fake differ from its original by their own compression noise (one encoder and preset would encode a
+#: shared stretch of frames byte for byte)
+ORIGINAL_PRESET = "medium"
+
+
+def _write(root: Path, rel: str, frames: list[np.ndarray], crf: int, preset: str = "veryfast") -> str:
+    write_h264(root / rel, frames, crf, fps=FPS, preset=preset)
     return rel
 
 
@@ -114,8 +120,10 @@ def make_label_noise_cases(root: str | Path, seed: int = 0) -> dict[str, Any]:
     one = [_people(1, t) for t in range(N_FRAMES)]
     two = [_people(2, t) for t in range(N_FRAMES)]
     originals = {
-        "000": _write(root, f"original_sequences/youtube/{COMPRESSION}/videos/000.mp4", [f for f, _ in one], crf),
-        "001": _write(root, f"original_sequences/youtube/{COMPRESSION}/videos/001.mp4", [f for f, _ in two], crf),
+        "000": _write(root, f"original_sequences/youtube/{COMPRESSION}/videos/000.mp4", [f for f, _ in one], crf,
+                      ORIGINAL_PRESET),
+        "001": _write(root, f"original_sequences/youtube/{COMPRESSION}/videos/001.mp4", [f for f, _ in two], crf,
+                      ORIGINAL_PRESET),
     }
     half = N_FRAMES // 2
     frames_a = [f if t < half else _swap(f, b[0])[0] for t, (f, b) in enumerate(one)]
