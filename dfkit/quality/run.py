@@ -242,9 +242,9 @@ def _dask_client(scheduler: str, workers: int):
     from dfkit.errors import DfkitError
 
     cluster = None
-    if scheduler == "local":
+    if scheduler == "local":  # the cluster's own logs only when critical: dfkit reports each failure in one line
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=40)
+                               dashboard_address=None, silence_logs=50)
         client = Client(cluster)
     else:
         try:
