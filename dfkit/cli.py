@@ -163,6 +163,9 @@ def quality(
     recompute: bool = typer.Option(False, "--recompute", help="Recompute every shard, not only new ones."),
     explain_: bool = typer.Option(False, "--explain", help="Print what a quality threshold means under these "
                                   "weights, and exit."),
+    scheduler: Optional[str] = typer.Option(None, help="Run on a Dask cluster: a scheduler address "
+                                            "(tcp://host:8786; the corpus must be readable on every worker) or "
+                                            "'local' (a LocalCluster of --workers processes on 127.0.0.1)."),
     quiet: bool = quiet_opt(),
 ) -> None:
     """Measure every crop that lacks quality metrics (resumable, parallel): sharpness, noise, blockiness,
@@ -173,7 +176,7 @@ def quality(
         return _no_group_options_before(ctx, "quality")
     s = services.quality(None if explain_ else corpus_path(corpus), weights=weights, workers=workers,
                          fullref=fullref, fullref_frames=fullref_frames, recompute=recompute, explain=explain_,
-                         progress=not quiet, echo=typer.echo, log=_err)
+                         scheduler=scheduler, progress=not quiet, echo=typer.echo, log=_err)
     if s is not None and s.errors:
         raise typer.Exit(1)
 

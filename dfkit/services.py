@@ -175,10 +175,11 @@ def datasets(name: Optional[str] = None, *, as_json: bool = False, echo: Echo = 
 
 def quality(corpus: Optional[PathLike] = None, *, weights: Any = None, workers: Optional[int] = None,
             fullref: bool = True, fullref_frames: Optional[int] = None, recompute: bool = False,
-            explain: bool = False, progress: bool = True, echo: Echo = silent, log: Echo = silent):
-    """``dfkit quality``: measure every crop that lacks metrics; returns the
-    :class:`~dfkit.quality.run.QualitySummary` (its ``errors``: shards that failed). ``explain``: only print what a
-    quality threshold means under ``weights`` (returns None)."""
+            explain: bool = False, scheduler: Optional[str] = None, progress: bool = True, echo: Echo = silent,
+            log: Echo = silent):
+    """``dfkit quality``: measure every crop that lacks metrics (``scheduler``: on a Dask cluster, as ``ingest``);
+    returns the :class:`~dfkit.quality.run.QualitySummary` (its ``errors``: shards that failed). ``explain``: only
+    print what a quality threshold means under ``weights`` (returns None)."""
     import dfkit.corpus
     from dfkit.quality import explain as explain_text
     from dfkit.quality import resolve_weights
@@ -191,7 +192,7 @@ def quality(corpus: Optional[PathLike] = None, *, weights: Any = None, workers: 
     root = _corpus(corpus)
     dfkit.corpus.open(root)  # a clear error when there is no corpus
     s = run_quality(root, w, workers=workers, fullref=fullref, fullref_frames=fullref_frames, recompute=recompute,
-                    progress=progress, log=log)
+                    progress=progress, log=log, scheduler=scheduler)
     echo(f"quality: {s.shards_computed} of {s.shards_total} shards computed ({s.crops} crops, "
          f"{s.fullref_pairs} fake/original pairs, {s.c0_pairs} crops vs c0), {s.shards_recomposed} "
          f"re-weighted, {s.seconds:.1f} s")
