@@ -100,7 +100,7 @@ def test_to_hf_keeps_missing_strings_null_with_and_without_quality(demo_corpus, 
     assert meta["source_video_id"].isna().sum() == (meta["label"] == "real").sum() > 0
     assert meta["perturbation"].isna().all()
     hf = plain.to_hf()  # failed before: "Could not convert '002' with type str: tried to convert to double"
-    assert len(hf) == len(meta) == 475
+    assert len(hf) == len(meta) > 0  # every crop of the fixture
     assert isinstance(hf.features["image"], datasets.Image)
     for c in ("source_video_id", "pair_video_id", "perturbation", "target_video_id"):
         assert hf.features[c] == datasets.Value("string"), c
@@ -111,14 +111,15 @@ def test_to_hf_keeps_missing_strings_null_with_and_without_quality(demo_corpus, 
     assert rows["perturbation"].isna().all()
     assert not any(c.startswith("q_") or c == "quality" for c in hf.column_names)  # no quality shards: none
     pixels = _pixels(demo_corpus)
-    for i in (0, 200, 474):
+    for i in (0, 200, len(hf) - 1):
         assert np.array_equal(np.asarray(hf[i]["image"]), pixels[hf[i]["sample_id"]])
     # with quality shards: their columns joined (the keys they repeat are the crops' own), typed as stored
     hq = dfkit.corpus.open(suspect_corpus).select(labels="fake").to_hf(decode=False)
     assert hq.features["suspect_label"] == datasets.Value("bool") and hq.features["quality"] == datasets.Value(
         "float32")
     assert {"q_sharpness", "q_sharpness_raw", "video_quality", "suspect_reason"} <= set(hq.column_names)
-    assert hq.column_names.count("dataset") == 1 and len(hq) == 380
+    fakes = dfkit.corpus.open(suspect_corpus).select(labels="fake").metadata()
+    assert hq.column_names.count("dataset") == 1 and len(hq) == len(fakes) > 0
     assert hq[0]["image"]["bytes"][:4] == b"\x89PNG"
 
 
