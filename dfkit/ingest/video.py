@@ -75,14 +75,20 @@ def _ffmpeg_reason(err: Exception) -> str:
     return msg.split(": '")[0].strip()
 
 
-def probe(path: Path) -> VideoInfo:
-    """Open a video and read its facts without decoding. Raises MediaError(stage='open'|'probe')."""
-    path = Path(path)
+def need_file(path: Path) -> int:
+    """``path``'s size; MediaError('open') when it does not exist or is empty."""
     if not path.exists():
         raise MediaError("open", "file does not exist")
     size = os.path.getsize(path)
     if size == 0:
         raise MediaError("open", "empty file (0 bytes)")
+    return size
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open a video and read its facts without decoding. Raises MediaError(stage='open'|'probe')."""
+    path = Path(path)
+    size = need_file(path)
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
@@ -130,10 +136,13 @@ def sample_indices(n_frames: int, n: int) -> list[int]:
 @dataclass
 class _Index:
     """A stream's frames from a demux-only pass: ``order`` maps a packet's pts to its frame index (its rank in
-    presentation order); ``keys`` are the keyframes' (frame index, pts), in order."""
+    presentation order); ``keys`` are the keyframes' (frame index, pts), in order; ``times`` each frame's
+    timestamp in seconds, by index (None without a time base); ``start`` the stream's start time in seconds."""
 
     order: dict[int, int]
     keys: list[tuple[int, int]]
+    times: list[float] | None = None
+    start: float = 0.0
 
     def key_before(self, i: int) -> tuple[int, int] | None:
         """The last keyframe at or before frame ``i``."""
@@ -150,15 +159,19 @@ def _presentation_index(path: Path) -> _Index | None:
     repeated pts (then frames are counted as decoded)."""
     try:
         with av.open(str(path)) as c:
-            packets = [(p.pts, bool(p.is_keyframe)) for p in c.demux(c.streams.video[0]) if p.size]
+            s = c.streams.video[0]
+            tb, start = s.time_base, s.start_time
+            packets = [(p.pts, bool(p.is_keyframe)) for p in c.demux(s) if p.size]
     except av.error.FFmpegError:
         return None  # e.g. truncated: the sequential path decodes what it can
     pts = [p for p, _ in packets]
     if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
         return None
-    order = {p: i for i, p in enumerate(sorted(pts))}
+    ranked = sorted(pts)
+    order = {p: i for i, p in enumerate(ranked)}
     keys = sorted((order[p], p) for p, key in packets if key)
-    return _Index(order, keys)
+    times = [float(p * tb) for p in ranked] if tb else None
+    return _Index(order, keys, times, float((start or 0) * tb) if tb else 0.0)
 
 
 #: seek to the keyframe before a wanted frame when it lies at least this many frames past the decoder's position
@@ -167,8 +180,24 @@ SEEK_GAP = 2
 
 
 def read_frames(path: Path, indices: list[int], skip: bool = True, seek: bool = True,
-                stats: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order.
+                stats: dict | None = None, backend: str = "auto") -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order, decoded by ``backend``:
+    ``auto`` (the fastest usable decoder, measured: PyAV), ``pyav`` (:func:`read_frames_pyav`), ``opencv`` or
+    ``torchcodec`` (:mod:`dfkit.ingest.decoders`, which lists them). Every decoder gives the same indices, upright
+    frames, MediaError for a bad file and a quiet stop at a truncated stream's end. An unknown or unusable
+    ``backend`` raises (one line) before any file is opened.
+    """
+    from dfkit.ingest import decoders  # it builds on this module
+
+    spec = decoders.resolve(backend)
+    if indices:
+        need_file(Path(path))
+    yield from spec.read(Path(path), indices, skip=skip, seek=seek, stats=stats)
+
+
+def read_frames_pyav(path: Path, indices: list[int], skip: bool = True, seek: bool = True,
+                     stats: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """The ``pyav`` decoder: yield ``(index, timestamp_s, rgb uint8 HxWx3)`` for each wanted index, in order.
 
     Frames are decoded only as far as needed: when the keyframe before the next wanted frame lies past the
     decoder's position (a long clip sampled sparsely), the demuxer seeks to it (``seek``), so a 2-hour video
