@@ -30,15 +30,21 @@ Reading (:class:`CropDataset`): metadata stays in memory, crop bytes are read fr
 (:class:`~dfkit.corpus.reader.CropReader`, one small row group at a time, cached) and decoded in the DataLoader
 workers. ``__getitems__`` builds a whole batch at once: it reads each row group once, decodes with OpenCV, fits
 each crop to ``img_size`` (``resize`` the whole crop, or take its ``center`` at the stored resolution) and returns one
-``uint8`` tensor ``B x 3 x S x S``; :class:`BatchLoader` converts it to float and
-normalises it with the backbone's mean/std on the target device (4x less data between processes and onto the GPU
-than float32). Batches are ``{"image", "label", "video_key", "index"}``, what :func:`dfkit.train.loop.train` expects
-(``video_key`` = ``dataset/video_id``).
+``uint8`` tensor ``B x 3 x S x S``; :class:`BatchLoader` moves it to the target device, converts it to float and
+normalises it with the backbone's mean/std there (4x less data between processes and onto the GPU than float32),
+optionally in channels-last memory format. Batches are ``{"image", "label", "video_key", "index"}``, what
+:func:`dfkit.train.loop.train` expects (``video_key`` = ``dataset/video_id``).
 
 Training batches come from a :class:`~dfkit.train.sampler.ClassBalancedSampler` (seeded per epoch; sharded over the
 processes of a ``torchrun`` job) and, unless
-turned off, the seeded augmentations of :mod:`dfkit.train.augment` (applied at the stored crop size, before the
-resize; one generator per ``(seed, epoch, index)``).
+turned off, the seeded augmentations of :mod:`dfkit.train.augment` (one generator per ``(seed, epoch, index)``).
+Where they run is ``augment_on`` (:data:`AUGMENT_ON`): ``item`` applies all of them per crop at the stored size,
+before the resize (the former path); ``worker`` applies blur and JPEG per crop and the batch ops (flip, crop jitter,
+colour jitter, channel gain: :func:`dfkit.train.augment.apply_batch`) to the fitted ``uint8`` batch in the loader
+worker; ``device`` hands the batch ops' parameters over with the ``uint8`` batch (``"aug"``) and
+:class:`BatchLoader` applies them on the training device, after the move and before normalising.
+:func:`make_loaders` picks ``device`` for a GPU and ``worker`` for the CPU (there the workers have cores to spare
+while the training process is busy).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ SPLITS = ("train", "val", "test")
 
 __all__ = [
     "TASKS",
+    "AUGMENT_ON",
     "DataSelection",
     "select_data",
     "split_assignment",
@@ -447,6 +454,10 @@ def fit_crop(img: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
     return img[y:y + size, x:x + size]
 
 
+#: where the training augmentations run (see the module docstring)
+AUGMENT_ON = ("item", "worker", "device")
+
+
 def augment_config(augment: Any):
     """``True``/``False``/``None``, a dict of :class:`~dfkit.train.augment.AugmentConfig` fields (defaults for the
     rest) or an ``AugmentConfig`` -> an ``AugmentConfig`` or ``None`` (no augmentation)."""
@@ -473,12 +484,14 @@ class CropDataset:
 
     Items are ``{"image": uint8 tensor 3 x S x S, "label": int, "video_key": str, "index": int}`` (``image`` is a
     normalised float tensor instead when ``mean``/``std`` are given). ``__getitems__`` returns a whole collated batch
-    (see the module docstring). ``set_epoch`` reseeds the augmentations.
+    (see the module docstring). ``set_epoch`` reseeds the augmentations. ``augment_on``: where they run
+    (:data:`AUGMENT_ON`); with ``device`` a batch also holds ``"aug"`` (``B x len(PARAM_FIELDS)`` float32), the batch
+    ops' parameters for :class:`BatchLoader`.
     """
 
     def __init__(self, files: Sequence[Path], meta: pd.DataFrame, img_size: int, *, augment: Any = None,
                  seed: int = 0, labels: Sequence[int] | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, crop: str = "resize") -> None:
+                 std: Sequence[float] | None = None, crop: str = "resize", augment_on: str = "item") -> None:
         from dfkit.corpus.reader import CropReader
 
         self.reader = CropReader(files)
@@ -512,6 +525,11 @@ class CropDataset:
             self.augmenter = Augmenter(acfg)
             if not self.augmenter.enabled:
                 self.augmenter = None
+        if augment_on not in AUGMENT_ON:
+            raise DfkitError(f"augment_on must be one of {', '.join(AUGMENT_ON)}, not {augment_on!r}")
+        self.augment_on = augment_on
+        # the batch ops are split off only when some are on (else every augmentation is per item anyway)
+        self._split = self.augmenter is not None and augment_on != "item" and self.augmenter.batch_enabled
         self.seed = int(seed)
         self.epoch = 0
         self.mean = None if mean is None else tuple(float(m) for m in mean)
@@ -523,33 +541,50 @@ class CropDataset:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _image(self, i: int, data: bytes) -> np.ndarray:
+    def _image(self, i: int, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+        """The fitted crop ``i`` (uint8 H x W x 3) and, when the batch ops are split off, their parameters."""
         img = decode_crop(data)
         if self.inject is not None and self.inject[i][0]:
             from dfkit.train.known_effect import degrade_loaded
 
             img = degrade_loaded(img, *self.inject[i])
+        params = None
         if self.augmenter is not None:
             from dfkit.train.augment import sample_rng
 
-            img = self.augmenter(img, sample_rng(self.seed, self.epoch, i))
-        return fit_crop(img, self.img_size, self.crop)
+            if self._split:
+                img, params = self.augmenter.split(img, sample_rng(self.seed, self.epoch, i))
+            else:
+                img = self.augmenter(img, sample_rng(self.seed, self.epoch, i))
+        return fit_crop(img, self.img_size, self.crop), params
 
-    def _finish(self, x):
-        """uint8 ``B x 3 x S x S`` -> normalised float when mean/std were given."""
-        if self.mean is None:
-            return x
-        return normalize_batch(x, self.mean, self.std)
+    def _finish(self, x, params):
+        """uint8 ``B x 3 x S x S`` (+ batch-op parameters) -> ``(image, params to hand over or None)``: the batch
+        ops applied here (``worker``: back to uint8) or left to :class:`BatchLoader` (``device``); normalised float
+        when mean/std were given."""
+        import torch
+
+        if params is not None and (self.augment_on == "worker" or self.mean is not None):
+            from dfkit.train.augment import apply_batch
+
+            x = apply_batch(x.float(), torch.from_numpy(params))
+            x = x.round_().to(torch.uint8) if self.mean is None else x
+            params = None
+        if self.mean is not None:
+            x = normalize_batch(x, self.mean, self.std)
+        return x, (None if params is None else torch.from_numpy(params))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
 
         i = int(i)
-        img = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
+        img, params = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        if self.mean is not None:
-            x = self._finish(x[None])[0]
-        return {"image": x, "label": int(self.labels[i]), "video_key": str(self.video_keys[i]), "index": i}
+        x, aug = self._finish(x[None], None if params is None else params[None])
+        item = {"image": x[0], "label": int(self.labels[i]), "video_key": str(self.video_keys[i]), "index": i}
+        if aug is not None:
+            item["aug"] = aug[0]
+        return item
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
         import torch
@@ -557,22 +592,37 @@ class CropDataset:
         idx = np.asarray([int(i) for i in indices], dtype=np.int64)
         s = self.img_size
         out = np.empty((len(idx), s, s, 3), dtype=np.uint8)
+        params = None
+        if self._split:
+            from dfkit.train.augment import PARAM_FIELDS
+
+            params = np.zeros((len(idx), len(PARAM_FIELDS)), np.float32)
         # read in shard order, so each small row group is read once per batch (the reader caches it)
         for k in np.lexsort((self._row[idx], self._file[idx])):
             i = int(idx[k])
-            out[k] = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
-        x = torch.from_numpy(out).permute(0, 3, 1, 2)  # a view; made contiguous by the float conversion
-        return {"image": self._finish(x), "label": torch.from_numpy(self.labels[idx]),
-                "video_key": [str(self.video_keys[i]) for i in idx], "index": torch.from_numpy(idx)}
+            out[k], p = self._image(i, self.reader.raw(int(self._file[i]), int(self._row[i])))
+            if params is not None:
+                params[k] = p
+        # a view of the NHWC array: B x 3 x S x S in channels-last memory format (BatchLoader converts it)
+        x, aug = self._finish(torch.from_numpy(out).permute(0, 3, 1, 2), params)
+        batch = {"image": x, "label": torch.from_numpy(self.labels[idx]),
+                 "video_key": [str(self.video_keys[i]) for i in idx], "index": torch.from_numpy(idx)}
+        if aug is not None:
+            batch["aug"] = aug
+        return batch
 
 
-def normalize_batch(x, mean: Sequence[float], std: Sequence[float]):
-    """uint8 (or float in 0-255) ``B x 3 x H x W`` -> float32 ``(x / 255 - mean) / std``, contiguous."""
+def normalize_batch(x, mean: Sequence[float], std: Sequence[float], channels_last: bool = False):
+    """uint8 (or float in 0-255) ``B x 3 x H x W`` -> float32 ``(x / 255 - mean) / std``, contiguous (or in
+    channels-last memory format)."""
     import torch
 
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     inv = torch.tensor([1.0 / (255.0 * v) for v in std], dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return (x.to(dtype=torch.float32, memory_format=torch.contiguous_format) - m).mul_(inv)
+    if x.dtype == torch.float32 and x.is_contiguous(memory_format=fmt):
+        return (x - m).mul_(inv)
+    return (x.to(dtype=torch.float32, memory_format=fmt) - m).mul_(inv)
 
 
 def collate(batch: Any) -> dict[str, Any]:
@@ -581,10 +631,13 @@ def collate(batch: Any) -> dict[str, Any]:
 
     if isinstance(batch, dict):
         return batch
-    return {"image": torch.stack([b["image"] for b in batch]),
-            "label": torch.as_tensor([b["label"] for b in batch], dtype=torch.long),
-            "video_key": [b["video_key"] for b in batch],
-            "index": torch.as_tensor([b["index"] for b in batch], dtype=torch.long)}
+    out = {"image": torch.stack([b["image"] for b in batch]),
+           "label": torch.as_tensor([b["label"] for b in batch], dtype=torch.long),
+           "video_key": [b["video_key"] for b in batch],
+           "index": torch.as_tensor([b["index"] for b in batch], dtype=torch.long)}
+    if batch and "aug" in batch[0]:
+        out["aug"] = torch.stack([b["aug"] for b in batch])
+    return out
 
 
 def worker_context():
@@ -617,13 +670,17 @@ class _OneCv2Thread:
 
 class BatchLoader:
     """Iterates a DataLoader of uint8 :class:`CropDataset` batches and hands out float batches normalised with
-    ``mean``/``std``, on ``device``. Exposes ``sampler``/``batch_sampler``/``dataset`` and ``len()`` so the training
-    loop can set the epoch and count steps."""
+    ``mean``/``std``, on ``device``: the uint8 batch is moved there first, then (when the batch holds ``"aug"``)
+    augmented there (:func:`dfkit.train.augment.apply_batch`), converted and normalised; ``channels_last``: in that
+    memory format. Exposes ``sampler``/``batch_sampler``/``dataset`` and ``len()`` so the training loop can set the
+    epoch and count steps."""
 
-    def __init__(self, loader, mean: Sequence[float], std: Sequence[float], device: str | Any = "cpu") -> None:
+    def __init__(self, loader, mean: Sequence[float], std: Sequence[float], device: str | Any = "cpu",
+                 channels_last: bool = False) -> None:
         self.loader = loader
         self.mean, self.std = tuple(mean), tuple(std)
         self.device = device
+        self.channels_last = bool(channels_last)
 
     @property
     def dataset(self):
@@ -651,8 +708,14 @@ class BatchLoader:
             it = iter(self.loader)
         for b in it:
             x = b["image"]
+            aug = b.pop("aug", None)
             if x.dtype == torch.uint8:
-                x = normalize_batch(x.to(dev, non_blocking=True), self.mean, self.std)
+                x = x.to(dev, non_blocking=True)
+                if aug is not None:
+                    from dfkit.train.augment import apply_batch
+
+                    x = apply_batch(x.float(), aug.to(dev, non_blocking=True))
+                x = normalize_batch(x, self.mean, self.std, self.channels_last)
             b["image"] = x
             yield b
 
@@ -671,7 +734,8 @@ def _dataloader(ds: CropDataset, batch_size: int, workers: int, sampler=None, sh
 def make_loaders(sel: DataSelection, *, img_size: int, batch_size: int, workers: int, mean: Sequence[float],
                  std: Sequence[float], augment: bool | Any = True, balanced: bool = True, seed: int = 0,
                  device: str | Any = "cpu", train_rows: pd.DataFrame | None = None,
-                 samples_per_epoch: int | None = None, crop: str = "resize", num_replicas: int = 1, rank: int = 0):
+                 samples_per_epoch: int | None = None, crop: str = "resize", num_replicas: int = 1, rank: int = 0,
+                 channels_last: bool = False, augment_on: str = "auto"):
     """``(train_loader, val_loader or None)`` for :func:`dfkit.train.loop.train`. The training loader draws
     class-balanced (``balanced``) or shuffled batches, drops the last incomplete batch (BatchNorm), augments
     (``augment``: bool, a dict of :class:`~dfkit.train.augment.AugmentConfig` fields or one), and fits each crop to
@@ -680,12 +744,17 @@ def make_loaders(sel: DataSelection, *, img_size: int, batch_size: int, workers:
 
     ``num_replicas``/``rank`` (data-parallel training, :mod:`dfkit.train.distributed`): this process's share of
     every epoch (``batch_size`` is per process) and of the validation rows (every ``num_replicas``-th row from
-    ``rank``; the loop gathers the predictions)."""
+    ``rank``; the loop gathers the predictions).
+
+    ``augment_on``: ``auto`` (``device`` on a GPU, ``worker`` on the CPU) or one of :data:`AUGMENT_ON`;
+    ``channels_last``: the batches in that memory format (training and validation)."""
     from dfkit.train.sampler import ClassBalancedSampler, ShuffleSampler
 
     rows = sel.train if train_rows is None else train_rows
     pin = str(device).startswith("cuda")
-    tr = CropDataset(sel.files, rows, img_size, augment=augment, seed=seed, crop=crop)
+    if augment_on == "auto":
+        augment_on = "device" if pin else "worker"
+    tr = CropDataset(sel.files, rows, img_size, augment=augment, seed=seed, crop=crop, augment_on=augment_on)
     n = int(samples_per_epoch) if samples_per_epoch else len(tr)
     bs = max(1, min(int(batch_size), -(-n // num_replicas)))
     if balanced:
@@ -697,15 +766,15 @@ def make_loaders(sel: DataSelection, *, img_size: int, batch_size: int, workers:
     if len(sel.val):
         val_rows = sel.val.iloc[rank::num_replicas] if num_replicas > 1 else sel.val
         val_dl = make_eval_loader(sel.files, val_rows, img_size=img_size, batch_size=2 * bs, workers=workers,
-                                  mean=mean, std=std, device=device, crop=crop)
-    return BatchLoader(train_dl, mean, std, device), val_dl
+                                  mean=mean, std=std, device=device, crop=crop, channels_last=channels_last)
+    return BatchLoader(train_dl, mean, std, device, channels_last), val_dl
 
 
 def make_eval_loader(files: Sequence[Path], rows: pd.DataFrame, *, img_size: int, batch_size: int, workers: int,
                      mean: Sequence[float], std: Sequence[float], device: str | Any = "cpu",
-                     crop: str = "resize") -> BatchLoader:
+                     crop: str = "resize", channels_last: bool = False) -> BatchLoader:
     """A loader over ``rows`` in their order (no augmentation, nothing dropped)."""
     ds = CropDataset(files, rows, img_size, augment=None, crop=crop)
     dl = _dataloader(ds, max(1, int(batch_size)), workers, shuffle=False, drop_last=False,
                      pin_memory=str(device).startswith("cuda"))
-    return BatchLoader(dl, mean, std, device)
+    return BatchLoader(dl, mean, std, device, channels_last)
