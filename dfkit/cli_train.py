@@ -85,6 +85,12 @@ def train(
                                 "(its saved settings apply; e.g. raise --epochs to extend it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     device: Optional[str] = _opt(None, "--device", help=f"cpu, cuda, cuda:N or auto (default: {_dflt('device')})."),
+    amp: Optional[str] = _opt(None, "--amp", help="Mixed precision: off, bf16, fp16 (CUDA only) or auto (bf16 or "
+                              "fp16 on CUDA; on the CPU bf16 only if a short measurement finds it faster) "
+                              f"(default: {_dflt('amp')})."),
+    channels_last: Optional[bool] = _opt(None, "--channels-last/--no-channels-last", help="Channels-last memory "
+                                         "format for the model and batches (default: on with CUDA, off on the "
+                                         "CPU)."),
     workers: Optional[int] = workers_opt("DataLoader worker processes decoding crops (default: cores - 1, at "
                                          "most 8)."),
     threads: Optional[int] = _opt(None, "--threads", help="Torch CPU threads (default: the cores the workers "
@@ -103,7 +109,8 @@ def train(
                  crop=crop, batch_size=batch_size, lr=lr, seed=seed, out=out, contrastive=contrastive,
                  contrastive_mode=contrastive_mode, probe_epochs=probe_epochs, pretrained=pretrained, weights=weights,
                  augment=augment, drop_real=drop_real, drop_suspect=drop_suspect, device=device, workers=workers,
-                 threads=threads, progress=False if quiet else None, holdout_methods=holdout_methods)
+                 threads=threads, progress=False if quiet else None, holdout_methods=holdout_methods, amp=amp,
+                 channels_last=channels_last)
     services.train(given, config=config, resume=resume, overwrite=overwrite, echo=typer.echo)
 
 

@@ -17,7 +17,11 @@
 - ``resume=True`` continues from ``last``: epoch counter, optimizer, scheduler and random generators are restored, and
   samplers/datasets with ``set_epoch`` are told the epoch, so a resumed run repeats the uninterrupted one (checked to
   be exact on the CPU; DataLoader worker seeds come from torch's generator, which is restored too).
-- ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``amp=True`` uses bfloat16 autocast on CUDA.
+- ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``amp`` (:data:`~dfkit.train.settings.AMP_MODES`):
+  ``bf16`` autocast (CUDA or CPU), ``fp16`` autocast with a gradient scaler (CUDA), ``auto`` resolved by
+  :func:`resolve_amp` (on the CPU by a short measurement: bf16 only when faster); ``channels_last`` (``None``: on
+  CUDA only, :func:`resolve_channels_last`) puts the model and its input batches in channels-last memory format.
+  Both apply to training and validation; the checkpoints are the same either way (contiguous float32 tensors).
 
 - ``dist``: a :class:`~dfkit.train.distributed.DistContext` for data-parallel training under ``torchrun``: the step
   runs through DistributedDataParallel (gradients averaged over the processes), SupCon sees the embeddings of all
@@ -52,7 +56,8 @@ from dfkit.train.settings import TrainSettings
 
 logger = logging.getLogger("dfkit.train")
 
-__all__ = ["train", "predict", "resolve_device"]
+__all__ = ["train", "predict", "resolve_device", "resolve_amp", "resolve_channels_last", "autocast_dtype",
+           "measure_cpu_amp"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -66,6 +71,75 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def resolve_channels_last(value: bool | None, device: torch.device) -> bool:
+    """``--channels-last``: as given, or (``None``) on for CUDA and off on the CPU (measured by bench/train.py:
+    no gain for these backbones on the CPU)."""
+    return bool(value) if value is not None else device.type == "cuda"
+
+
+def autocast_dtype(amp: str | bool) -> torch.dtype | None:
+    """A resolved ``amp`` (``off``/``bf16``/``fp16``; ``True`` of older callers: bf16) -> the autocast dtype or None."""
+    if amp is True:
+        return torch.bfloat16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(amp))
+
+
+def measure_cpu_amp(model: nn.Module, batch_shape: tuple[int, ...], channels_last: bool = False,
+                    reps: int = 2) -> dict[str, float]:
+    """Seconds per training step (forward, backward) of a copy of ``model`` on a random CPU batch, in float32 and
+    under bfloat16 autocast: ``{"off": s, "bf16": s}`` (medians of ``reps`` after one warm-up each). Leaves
+    ``model`` and torch's random state as they were."""
+    import copy
+
+    state = torch.random.get_rng_state()
+    try:
+        m = copy.deepcopy(model).to("cpu").train()
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        x = torch.randn(*batch_shape)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        times: dict[str, list[float]] = {"off": [], "bf16": []}
+        for r in range(reps + 1):
+            for mode in ("off", "bf16"):
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                    out = m(x)
+                out.float().sum().backward()
+                m.zero_grad(set_to_none=True)
+                if r:
+                    times[mode].append(time.perf_counter() - t0)
+        return {k: float(np.median(v)) for k, v in times.items()}
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def resolve_amp(amp: str | bool, device: torch.device, model: nn.Module | None = None,
+                batch_shape: tuple[int, ...] | None = None, channels_last: bool = False,
+                note: Any = None) -> str:
+    """``--amp`` -> ``off``, ``bf16`` or ``fp16`` on ``device``. ``auto``: on CUDA bf16 where the GPU supports it,
+    else fp16; on the CPU bf16 when :func:`measure_cpu_amp` finds a step at least 10 % faster with it (needs
+    ``model`` and ``batch_shape``; without them: off). ``note(msg)`` is told the measurement. ``fp16`` on the CPU is a
+    :class:`~dfkit.errors.SettingsError` (the settings refuse it before anything is written)."""
+    from dfkit.errors import SettingsError
+
+    amp = "auto" if amp is True else "off" if amp is False or amp is None else str(amp)
+    if amp == "fp16" and device.type != "cuda":
+        raise SettingsError("--amp fp16 needs a CUDA device (--device cuda); on the CPU use --amp bf16 or auto")
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type != "cpu" or model is None or batch_shape is None:
+        return "off"
+    t = measure_cpu_amp(model, batch_shape, channels_last)
+    pick = "bf16" if t["bf16"] < 0.9 * t["off"] else "off"
+    if note is not None:
+        note(f"--amp auto on the CPU: a step takes {t['off']:.3f} s in float32, {t['bf16']:.3f} s in bfloat16 "
+             f"-> {pick}")
+    return pick
 
 
 def _seed_everything(seed: int) -> None:
@@ -111,6 +185,18 @@ def _cosine(total_steps: int, warmup_steps: int, min_ratio: float):
         t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return f
+
+
+def _batch_shape(loader: Any, model: nn.Module) -> tuple[int, ...] | None:
+    """The training batch's shape from a dfkit loader (batch size, image side), for the amp measurement; probe
+    batches are at most 16 crops."""
+    try:
+        inner = getattr(loader, "loader", loader)
+        bs = int(inner.batch_size)
+        side = int(getattr(inner.dataset, "img_size", 0) or getattr(model, "img_size", 0))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (min(bs, 16), 3, side, side) if side else None
 
 
 def _steps_per_epoch(loader: Any, cfg: TrainSettings) -> int:
@@ -205,7 +291,7 @@ def _wrap(step: _Step, device: torch.device, ctx: DistContext) -> nn.Module:
                                    broadcast_buffers=False)
 
 
-def _predict_all(model: nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: bool,
+def _predict_all(model: nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: str | bool,
                  ctx: DistContext) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """:func:`predict` on this process's shard, gathered from every process (in rank order)."""
     if not ctx.enabled:
@@ -223,17 +309,27 @@ def _predict_all(model: nn.Module, loader: Iterable[dict[str, Any]], device: tor
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[dict[str, Any]], device: str | torch.device = "cpu",
-            amp: bool = False, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+            amp: str | bool = False, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Run ``model`` over ``loader``: returns ``(probs N x C, labels N, video_keys N)`` (softmax probabilities).
-    An empty loader is an error unless ``allow_empty`` (then ``probs`` is ``0 x 0``)."""
+    An empty loader is an error unless ``allow_empty`` (then ``probs`` is ``0 x 0``). ``amp``: a resolved mode
+    (``off``/``bf16``/``fp16``; ``True``: bf16 on CUDA only, as before). A model in channels-last format gets its
+    input in that format."""
     dev = resolve_device(device)
+    dtype = autocast_dtype(amp)
+    if amp is True and dev.type != "cuda":
+        dtype = None
+    first = next(iter(model.parameters()), None)
+    cl = first is not None and first.ndim == 4 and first.is_contiguous(memory_format=torch.channels_last) \
+        and not first.is_contiguous()
     was_training = model.training
     model.eval()
     probs, labels, keys = [], [], []
     try:
         for batch in loader:
             x = batch["image"].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(x)
             probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
             labels.append(torch.as_tensor(batch["label"]).cpu().numpy())
@@ -295,7 +391,12 @@ def train(
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"
+    channels_last = resolve_channels_last(cfg.channels_last, device)
+    # "auto" is resolved by the runner (it measures on the real batch shape); here without a batch: as resolve_amp
+    use_amp = resolve_amp(cfg.amp, device, model, _batch_shape(train_loader, model), channels_last,
+                          note=lambda m: _say(cfg, m)) if cfg.amp == "auto" else resolve_amp(cfg.amp, device)
+    if ctx.enabled:  # one decision for every process (rank 0's measurement)
+        use_amp = ctx.broadcast_object(use_amp)
     contrastive = cfg.contrastive == "supcon"
     phases = _phases(cfg)
     total_epochs = phases[-1].end
@@ -324,6 +425,8 @@ def train(
         # rank 0 keeps the single-process stream; the others get their own (dropout) after the shared initialisation
         _seed_everything(_rank_seed(cfg.seed, 0, ctx.rank))
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     if projection is not None:
         projection.to(device)
     extra_modules = {"projection": projection} if projection is not None and cfg.projection_dim > 0 else {}
@@ -345,6 +448,8 @@ def train(
             opt, _cosine(total, int(round(cfg.warmup_epochs * steps)), cfg.min_lr_ratio))
         return opt, sched
 
+    # fp16 needs loss scaling (bf16 has float32's range); the scale is re-found after a resume (not checkpointed)
+    scaler = torch.amp.GradScaler(device.type, enabled=True) if use_amp == "fp16" else None
     start_epoch, best_metric, best_epoch = 0, -math.inf, 0
     history: list[dict[str, Any]] = []
     optimizer = scheduler = None
@@ -384,7 +489,7 @@ def train(
         assert optimizer is not None and scheduler is not None
         _set_epoch(train_loader, epoch)
         stats = _train_epoch(model, projection, train_loader, optimizer, scheduler, cfg, phase, device, use_amp,
-                             epoch, total_epochs, steps, ctx)
+                             epoch, total_epochs, steps, ctx, channels_last, scaler)
         ctx.average_buffers(model)  # per-process BatchNorm statistics -> one model for validation and checkpoint
         record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name, **stats}
         is_best = False
@@ -458,8 +563,8 @@ def _say(cfg: TrainSettings, msg: str) -> None:
 
 def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterable[dict[str, Any]],
                  optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainSettings, phase: _Phase,
-                 device: torch.device, use_amp: bool, epoch: int, total_epochs: int, steps: int,
-                 ctx: DistContext = SINGLE) -> dict[str, Any]:
+                 device: torch.device, use_amp: str, epoch: int, total_epochs: int, steps: int,
+                 ctx: DistContext = SINGLE, channels_last: bool = False, scaler: Any = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     probe = phase.name == "probe"
@@ -470,6 +575,7 @@ def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterabl
         projection.train(not probe)
     step = _wrap(_Step(model, projection, phase.name, contrastive), device, ctx)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    dtype = autocast_dtype(use_amp)
     loss_sum, correct, seen, n_batches = 0.0, 0, 0, 0
     t0 = time.perf_counter()
     bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{total_epochs} [{phase.name}]", leave=True,
@@ -478,8 +584,10 @@ def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterabl
         if i >= steps:
             break
         x = batch["image"].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # a no-op when the loader made it so
         y = torch.as_tensor(batch["label"]).to(device, non_blocking=True).long()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits, z = step(x)
             loss = torch.zeros((), device=device)
             if logits is not None:
@@ -489,10 +597,18 @@ def _train_epoch(model: nn.Module, projection: nn.Module | None, loader: Iterabl
                 loss_con = supcon_loss(gather_with_grad(z, ctx), gather_plain(y, ctx), cfg.temperature)
                 loss = loss_con if supcon_only else loss + cfg.contrastive_weight * loss_con
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            optimizer.step()
         scheduler.step()
 
         bs = int(y.shape[0])

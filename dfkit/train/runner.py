@@ -204,18 +204,26 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
                  "access, or --weights PATH)")
         if dev == "auto":
             dev = "cuda" if torch.cuda.is_available() else "cpu"
+        from dfkit.train.loop import resolve_amp, resolve_channels_last
+
+        channels_last = resolve_channels_last(s.channels_last, torch.device(dev))
         train_loader, val_loader = make_loaders(selection, img_size=img_size, batch_size=s.batch_size,
                                                 workers=workers, mean=model.mean, std=model.std,
                                                 augment=s.augment, balanced=s.balanced, seed=s.seed, device=dev,
                                                 train_rows=rows, samples_per_epoch=s.samples_per_epoch,
-                                                crop=s.crop, num_replicas=ctx.world, rank=ctx.rank)
+                                                crop=s.crop, num_replicas=ctx.world, rank=ctx.rank,
+                                                channels_last=channels_last)
+        # --amp auto on the CPU measures bf16 against float32 on this model and batch shape (rank 0 decides)
+        amp_used = resolve_amp(s.amp, torch.device(dev), model, (min(int(s.batch_size), 16), 3, img_size, img_size),
+                               channels_last, note=echo)
+        amp_used = ctx.broadcast_object(amp_used) if ctx.enabled else amp_used
         counts = selection.counts()
         if train_rows is not None:
             counts["train"] = {"frames": int(len(rows)), "videos": int(rows["video_key"].nunique()),
                                "per_class": {str(c): {"frames": int(len(g)), "videos": int(g["video_key"].nunique())}
                                              for c, g in rows.groupby("class_name")}}
         resolved = {**s.to_dict(), "class_names": names, "weights_source": model.weights_source,
-                    "device_used": dev, "counts": counts, "notes": selection.notes, "dfkit_command": "train",
+                    "device_used": dev, "amp_used": amp_used, "channels_last_used": channels_last, "counts": counts, "notes": selection.notes, "dfkit_command": "train",
                     "world_size": ctx.world, "global_batch_size": int(s.batch_size) * ctx.world,
                     CORPUS_INGESTS_KEY: _corpus_ingests(s.corpus)}
         if ctx.is_main:
@@ -234,6 +242,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
              f"val {counts['val']['frames']} / {counts['val']['videos']}, split {s.split}"
              + (f", min quality {s.min_quality}" if s.min_quality is not None else "")
              + (", suspect crops dropped" if selection.suspect.get("enabled") else ""))
+        if amp_used != "off" or channels_last:
+            echo(f"speed: {dev}, mixed precision {amp_used}, channels-last {'on' if channels_last else 'off'}")
         if ctx.enabled:
             echo(f"data-parallel: {ctx.world} processes on {dev.split(':')[0]}, batch {s.batch_size} per process "
                  f"({s.batch_size * ctx.world} per step)")
@@ -241,7 +251,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
             echo(f"  note: {n}")
         if val_loader is None:
             echo("  note: no validation crops: the last epoch is kept as best")
-        cfg = replace(s, device=dev)  # the loop takes the same settings, on the device resolved for this process
+        # the loop takes the same settings, on the device resolved for this process, amp and memory format resolved
+        cfg = replace(s, device=dev, amp=amp_used, channels_last=channels_last)
         if resume:
             from dfkit.train.checkpoint import read_checkpoint_meta
 

@@ -42,7 +42,7 @@ from dfkit.config import default_of, read_yaml_mapping
 from dfkit.corpus.schema import check_quality
 from dfkit.errors import SettingsError
 
-__all__ = ["TrainSettings", "check_quality", "default_of", "load_settings_file", "MIN_QUALITY_HELP"]
+__all__ = ["TrainSettings", "check_quality", "default_of", "load_settings_file", "MIN_QUALITY_HELP", "AMP_MODES"]
 
 #: what ``dfkit train --min-quality`` means (shown in ``--help``; the experiment commands say the same per run)
 MIN_QUALITY_HELP = ("Training filter, in [0, 1]: train only on training-split crops with quality >= this (needs "
@@ -56,6 +56,10 @@ _INTS = ("split_seed", "epochs", "img_size", "batch_size", "seed", "probe_epochs
 _FLOATS = ("min_quality", "max_quality", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
            "contrastive_weight", "temperature", "min_lr_ratio", "grad_clip", "probe_lr")
 SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
+#: ``--amp``: ``off`` (float32), ``bf16`` (bfloat16 autocast, CUDA or CPU), ``fp16`` (float16 autocast with gradient
+#: scaling, CUDA only), ``auto`` (on CUDA bf16 where the GPU has it, else fp16; on the CPU bf16 only if a short
+#: measurement at the start of the run finds it faster than float32, else off: :func:`dfkit.train.loop.resolve_amp`)
+AMP_MODES = ("off", "bf16", "fp16", "auto")
 
 
 def _option(name: str) -> str:
@@ -103,7 +107,8 @@ class TrainSettings:
     balanced: bool = True
     samples_per_epoch: int | None = None  # crops drawn per epoch (default: the training set's size)
     device: str = "auto"  # cpu, cuda, cuda:N or auto
-    amp: bool = False  # bfloat16 autocast on CUDA
+    amp: str = "off"  # off | bf16 | fp16 | auto (see AMP_MODES); true/false of old records: auto/off
+    channels_last: bool | None = None  # channels-last memory format; None: auto (on CUDA, off on the CPU)
     workers: int | None = None
     threads: int | None = None
     progress: bool = True
@@ -184,6 +189,9 @@ class TrainSettings:
                 raise SettingsError(f"{_option(name)} must be {kind}, not {getattr(self, name)!r}") from None
             setattr(self, name, v)
         self.device = str(self.device)
+        if isinstance(self.amp, bool):  # records of older runs: amp true = bfloat16 on CUDA
+            self.amp = "auto" if self.amp else "off"
+        self.amp = str(self.amp).lower()
 
     def validate(self) -> None:
         """Normalise, then check every field (a :class:`~dfkit.errors.SettingsError` naming the option)."""
@@ -247,6 +255,16 @@ class TrainSettings:
 
             if not torch.cuda.is_available():
                 raise SettingsError(f"--device {self.device}: CUDA is not available on this machine")
+        if self.amp not in AMP_MODES:
+            raise SettingsError(f"--amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}")
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            raise SettingsError(f"--channels-last must be true or false, not {self.channels_last!r}")
+        if self.amp == "fp16" and not self.device.startswith("cuda"):
+            import torch
+
+            if self.device == "cpu" or not torch.cuda.is_available():
+                raise SettingsError("--amp fp16 needs a CUDA device (--device cuda); on the CPU use --amp bf16 or "
+                                    "auto")
         if self.weights is not None and not Path(self.weights).expanduser().exists():
             raise SettingsError(f"--weights: no such file {self.weights}")
 
