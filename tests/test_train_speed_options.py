@@ -121,7 +121,7 @@ def test_amp_and_channels_last_settings():
     from dfkit.errors import SettingsError
     from dfkit.train.settings import TrainSettings
 
-    assert TrainSettings(backbone="tiny").amp == "off"
+    assert TrainSettings(backbone="tiny").amp == "off" and TrainSettings(backbone="tiny").channels_last is True
     assert TrainSettings(backbone="tiny", amp="BF16").amp == "bf16"
     assert TrainSettings.from_saved({"amp": True}).amp == "auto"  # an old record's amp: true
     assert TrainSettings.from_saved({"amp": False}).amp == "off"
@@ -145,7 +145,7 @@ def test_amp_auto_on_the_cpu_follows_the_measurement(monkeypatch):
         assert loop.resolve_amp("auto", cpu, model, (2, 3, 8, 8), note=notes.append) == want
     assert len(notes) == 3 and "-> bf16" in notes[0] and "-> off" in notes[1]
     assert loop.resolve_amp("bf16", cpu) == "bf16" and loop.resolve_amp(False, cpu) == "off"
-    assert loop.resolve_channels_last(None, cpu) is False and loop.resolve_channels_last(True, cpu) is True
+    assert loop.resolve_channels_last(None, cpu) is True and loop.resolve_channels_last(False, cpu) is False
 
 
 def test_measure_cpu_amp_leaves_model_and_random_state():

@@ -19,8 +19,8 @@
   be exact on the CPU; DataLoader worker seeds come from torch's generator, which is restored too).
 - ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``amp`` (:data:`~dfkit.train.settings.AMP_MODES`):
   ``bf16`` autocast (CUDA or CPU), ``fp16`` autocast with a gradient scaler (CUDA), ``auto`` resolved by
-  :func:`resolve_amp` (on the CPU by a short measurement: bf16 only when faster); ``channels_last`` (``None``: on
-  CUDA only, :func:`resolve_channels_last`) puts the model and its input batches in channels-last memory format.
+  :func:`resolve_amp` (on the CPU by a short measurement: bf16 only when faster); ``channels_last`` (on by default,
+  :func:`resolve_channels_last`) puts the model and its input batches in channels-last memory format.
   Both apply to training and validation; the checkpoints are the same either way (contiguous float32 tensors).
 
 - ``dist``: a :class:`~dfkit.train.distributed.DistContext` for data-parallel training under ``torchrun``: the step
@@ -74,9 +74,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_channels_last(value: bool | None, device: torch.device) -> bool:
-    """``--channels-last``: as given, or (``None``) on for CUDA and off on the CPU (measured by bench/train.py:
-    no gain for these backbones on the CPU)."""
-    return bool(value) if value is not None else device.type == "cuda"
+    """``--channels-last``: as given; ``None`` (not given) is on, on every device: bench/train.py measured it faster
+    or equal for tiny, efficientnet_b0 and convnext_tiny on the CPU (+30 %, +23 %, +3 % model + optimizer crops/s at
+    128 px, 2 cores), and it is the format cuDNN's convolutions prefer."""
+    return True if value is None else bool(value)
 
 
 def autocast_dtype(amp: str | bool) -> torch.dtype | None:
@@ -425,6 +426,8 @@ def train(
         # rank 0 keeps the single-process stream; the others get their own (dropout) after the shared initialisation
         _seed_everything(_rank_seed(cfg.seed, 0, ctx.rank))
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the training shapes are fixed (drop_last): pick the fastest kernels
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if projection is not None:

@@ -223,7 +223,8 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
                                "per_class": {str(c): {"frames": int(len(g)), "videos": int(g["video_key"].nunique())}
                                              for c, g in rows.groupby("class_name")}}
         resolved = {**s.to_dict(), "class_names": names, "weights_source": model.weights_source,
-                    "device_used": dev, "amp_used": amp_used, "channels_last_used": channels_last, "counts": counts, "notes": selection.notes, "dfkit_command": "train",
+                    "device_used": dev, "amp_used": amp_used, "channels_last_used": channels_last,
+                    "counts": counts, "notes": selection.notes, "dfkit_command": "train",
                     "world_size": ctx.world, "global_batch_size": int(s.batch_size) * ctx.world,
                     CORPUS_INGESTS_KEY: _corpus_ingests(s.corpus)}
         if ctx.is_main:
@@ -242,7 +243,7 @@ def _train_run(s: TrainSettings, ctx, dev: str, echo: Echo, resume: bool, overwr
              f"val {counts['val']['frames']} / {counts['val']['videos']}, split {s.split}"
              + (f", min quality {s.min_quality}" if s.min_quality is not None else "")
              + (", suspect crops dropped" if selection.suspect.get("enabled") else ""))
-        if amp_used != "off" or channels_last:
+        if s.amp != "off" or not channels_last:  # the defaults (float32, channels-last) go unsaid
             echo(f"speed: {dev}, mixed precision {amp_used}, channels-last {'on' if channels_last else 'off'}")
         if ctx.enabled:
             echo(f"data-parallel: {ctx.world} processes on {dev.split(':')[0]}, batch {s.batch_size} per process "
