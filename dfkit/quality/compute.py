@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from dfkit.corpus.codec import try_decode_crop
+from dfkit.corpus.codec import DecodedCrops
 from dfkit.corpus.schema import (META_QUALITY_FORM, META_QUALITY_VERSION, META_QUALITY_WEIGHTS, QUALITY_ERRORS_COLUMN,
                                  extra_column, quality_column, raw_column)
 from dfkit.quality.base import Metric, get_metrics
@@ -63,13 +63,16 @@ def _nan_if_bad(v):
     return f
 
 
-def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None = None) -> pa.Table:
+def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None = None,
+                    decoded: DecodedCrops | None = None) -> pa.Table:
     """Metrics, scores and the composite for a batch of crop rows (see the module doc for the columns).
 
     ``table`` needs ``sample_id``, ``dataset``, ``video_id``, ``frame_index`` and ``crop`` (encoded bytes), and
     uses whatever geometry / video-fact columns it has (``bbox``, ``crop_box``, ``landmarks``, ``det_score``,
     ``width``, ``height``, ``fps``, ``bitrate``, ``codec``, ``compression``). ``weights``: see
-    :func:`~dfkit.quality.composite.resolve_weights`. ``metrics``: names to compute (default: all registered)."""
+    :func:`~dfkit.quality.composite.resolve_weights`. ``metrics``: names to compute (default: all registered).
+    ``decoded``: a :class:`~dfkit.corpus.codec.DecodedCrops` shared with the full-reference passes over the same
+    rows (each crop is then decoded once for all of them)."""
     w = resolve_weights(weights)
     ms = get_metrics(metrics)
     crop_ms = [m for m in ms if m.level == "crop"]
@@ -79,6 +82,7 @@ def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None
     meta_cols = [c for c in table.column_names if c != "crop"]
     rows = table.select(meta_cols).to_pylist()
     crops = table.column("crop").to_pylist() if need_pixels and "crop" in table.column_names else [None] * n
+    decoded = decoded if decoded is not None else DecodedCrops(max_bytes=0)
 
     raws: dict[str, list] = {m.name: [math.nan] * n for m in ms}
     extras: dict[str, list] = {f"{m.name}_{e}": [math.nan] * n for m in ms for e in m.extras}
@@ -87,7 +91,7 @@ def compute_quality(table: pa.Table, weights=None, metrics: Sequence[str] | None
     for i, row in enumerate(rows):
         rgb = None
         if need_pixels:
-            rgb = try_decode_crop(crops[i])  # None when undecodable: the metrics are then NaN
+            rgb = decoded.get(row.get("sample_id"), crops[i])  # None when undecodable: the metrics are then NaN
             if rgb is None:
                 errors[i].append("crop: undecodable or missing crop bytes")
         view = CropView(rgb, row)

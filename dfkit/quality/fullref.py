@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from dfkit.corpus.codec import try_decode_crop
+from dfkit.corpus.codec import DecodedCrops
 from dfkit.corpus.schema import CROP_IMAGE_COLUMNS, sample_id
 from dfkit.quality.metrics.compression import compression_level
 from dfkit.quality.view import CropView, effective_crop_box
@@ -262,17 +262,21 @@ def _torch_threads(n: int | None):
 
 def compute_fullref(fake_table: pa.Table, ref_table: pa.Table, on: str = "pair",
                     metrics: Sequence[str] = DEFAULT_FR_METRICS, learned_weights: str | os.PathLike | None = None,
-                    batch_size: int = 32, threads: int | None = 1) -> pa.Table:
+                    batch_size: int = 32, threads: int | None = 1,
+                    decoded: DecodedCrops | None = None) -> pa.Table:
     """Full-reference metrics of each row of ``fake_table`` against its reference in ``ref_table`` (see the
     module doc); one output row per input row (values null when no reference was found), keyed by ``sample_id``.
 
     ``threads``: torch threads while computing (default 1: parallelise with processes; piq's convolutions gain
-    little from more threads on small crops). None leaves torch's setting alone."""
+    little from more threads on small crops). None leaves torch's setting alone. ``decoded``: a
+    :class:`~dfkit.corpus.codec.DecodedCrops` shared with the other passes over the same crops; without one, each
+    reference is still decoded once for all the fakes that share it."""
     with _torch_threads(threads):
-        return _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_size)
+        return _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_size,
+                                decoded if decoded is not None else DecodedCrops())
 
 
-def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_size) -> pa.Table:
+def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_size, decoded) -> pa.Table:
     learned = load_learned(learned_weights) if learned_weights is not None else {}
     rows = fake_table.select([c for c in fake_table.column_names if c not in CROP_IMAGE_COLUMNS]).to_pylist()
     refs = ref_table.select([c for c in ref_table.column_names if c not in CROP_IMAGE_COLUMNS]).to_pylist()
@@ -314,7 +318,8 @@ def _compute_fullref(fake_table, ref_table, on, metrics, learned_weights, batch_
         else:
             continue
         cols["ref_sample_id"][i] = ref_id
-        x, y = try_decode_crop(crops[i]), try_decode_crop(ref_bytes)
+        x = decoded.get(row.get("sample_id"), crops[i])
+        y = decoded.get(ref_id if own_refs[i] is None else None, ref_bytes)  # a row's own ref_crop: not shared
         if x is None or y is None:
             errors[i].append("crop: undecodable or missing crop bytes")
             continue

@@ -130,12 +130,14 @@ def compute_shard(shard_path: str, files: list[str], weights: dict[str, float], 
     """Quality table for one crops shard (runs in a worker process)."""
     import cv2
 
+    from dfkit.corpus.codec import DecodedCrops
     from dfkit.quality import compute_quality
     from dfkit.quality.fullref import compute_fullref
 
     cv2.setNumThreads(1)
     shard = pq.read_table(shard_path)
-    q = compute_quality(shard, weights=weights)
+    decoded = DecodedCrops()  # each crop decoded once for the quality pass and both full-reference passes
+    q = compute_quality(shard, weights=weights, decoded=decoded)
     stats = {"crops": shard.num_rows, "fr": 0, "c0": 0}
     missing: set[str] = set()
     if fullref:
@@ -151,14 +153,14 @@ def compute_shard(shard_path: str, files: list[str], weights: dict[str, float], 
         if refs is not None:
             fake = rows.filter(pc.is_valid(rows["pair_video_id"]))
             if fake.num_rows:
-                t = _fr_columns(compute_fullref(fake, refs, on="pair"), "fr_")
+                t = _fr_columns(compute_fullref(fake, refs, on="pair", decoded=decoded), "fr_")
                 stats["fr"] = t.num_rows
                 extra.append(t)
         refs = _read_rows(paths, index, c0_ids)
         if refs is not None:
             comp = rows.filter(pc.not_equal(rows["compression"], "c0"))
             if comp.num_rows:
-                t = _fr_columns(compute_fullref(comp, refs, on="content"), "c0_")
+                t = _fr_columns(compute_fullref(comp, refs, on="content", decoded=decoded), "c0_")
                 stats["c0"] = t.num_rows
                 extra.append(t)
         for t in extra:

@@ -51,7 +51,11 @@ MIN_CONTRAST = 20.0
 def contrast_gain(y: np.ndarray) -> float:
     """``REFERENCE_CONTRAST / std(y)``, std at least ``MIN_CONTRAST``: the factor that brings ``y`` to the reference
     contrast."""
-    return REFERENCE_CONTRAST / max(float(np.std(y)), MIN_CONTRAST)
+    if y.size and y.ndim == 2 and y.dtype in (np.uint8, np.float32):
+        sd = float(cv2.meanStdDev(y)[1][0, 0])  # one pass, no float64 copy
+    else:
+        sd = float(np.std(y))
+    return REFERENCE_CONTRAST / max(sd, MIN_CONTRAST)
 
 
 def _num(v):
@@ -101,6 +105,15 @@ class CropView:
         else:
             n = int(self.row.get("crop_size") or REF)
             self.h = self.w = n
+        self._memo: dict = {}
+
+    def shared(self, key: str, compute):
+        """``compute()`` once per view under ``key``: an intermediate that several metrics use (the source-grid
+        resampling of blockiness and macroblock, the noise sigma of noise and sharpness) is computed once per crop.
+        ``key`` is the owning function's qualified name."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # -- geometry ------------------------------------------------------------------------------------------------
     @cached_property

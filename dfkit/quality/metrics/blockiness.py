@@ -44,7 +44,7 @@ def _ratio(profile: np.ndarray, pos: np.ndarray) -> float:
 def blockiness_on_grid(y: np.ndarray, gx0: int, gy0: int, k: int) -> float:
     """Block ratio of a luma image ``y`` whose pixel (0, 0) covers source pixels from (gx0, gy0), each pixel
     ``k`` source pixels wide."""
-    y = y.astype(np.float32, copy=False)
+    y = y.astype(np.int16) if y.dtype == np.uint8 else y.astype(np.float32, copy=False)  # int16: exact, faster
     h, w = y.shape
     if h < 2 * BLOCK // k + 1 or w < 2 * BLOCK // k + 1:
         return NAN
@@ -58,11 +58,16 @@ def blockiness_on_grid(y: np.ndarray, gx0: int, gy0: int, k: int) -> float:
 
 def source_grid(view) -> tuple[np.ndarray, int, int, int] | None:
     """The crop's in-frame part resampled onto the source pixel grid (pitch ``k`` source pixels):
-    ``(luma float32, gx0, gy0, k)``, or None when the blocks are too small in the crop to measure."""
+    ``(luma uint8, gx0, gy0, k)``, or None when the blocks are too small in the crop to measure. Computed once
+    per crop (blockiness and macroblock both measure on it)."""
+    return view.shared("blockiness.source_grid", lambda: _source_grid(view))
+
+
+def _source_grid(view) -> tuple[np.ndarray, int, int, int] | None:
     g = view.gray
     n_h, n_w = g.shape
     if view.box is None:
-        return g.astype(np.float32), 0, 0, 1
+        return g, 0, 0, 1
     X0, Y0, side = view.box
     n = n_w
     if side <= 2 * n:
@@ -86,7 +91,7 @@ def source_grid(view) -> tuple[np.ndarray, int, int, int] | None:
                   [0, k * sy, (gy0 + k / 2 - Y0) * sy - 0.5]], dtype=np.float64)
     grid = cv2.warpAffine(g, m, (int(wg), int(hg)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
-    return grid.astype(np.float32), int(gx0), int(gy0), k
+    return grid, int(gx0), int(gy0), k
 
 
 @register_metric

@@ -22,7 +22,11 @@ BRIGHT_LUT = np.clip((_levels - BRIGHT) / (255 - BRIGHT), 0, 1)
 
 
 def _parts(view) -> tuple[float, float]:
-    f = view.core_u8
+    """(dark, bright) of the face core, once per crop (the score and the extras both read it)."""
+    return view.shared("exposure.parts", lambda: _dark_bright(view.core_u8))
+
+
+def _dark_bright(f: np.ndarray) -> tuple[float, float]:
     if f.size == 0:
         return NAN, NAN
     hist = np.bincount(f.ravel(), minlength=256).astype(np.float64)

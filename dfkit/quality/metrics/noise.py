@@ -35,17 +35,34 @@ class Noise(Metric):
     def measure(self, view) -> float:
         if not view.face_ok(8):
             return NAN
-        return immerkaer_sigma(view.face_f32)
+        return face_sigma(view)
+
+
+def face_sigma(view) -> float:
+    """:func:`immerkaer_sigma` of the view's face region, computed once per crop (noise and sharpness both use it)."""
+    return view.shared("noise.face_sigma", lambda: immerkaer_sigma(view.face_u8))
 
 
 def immerkaer_sigma(y: np.ndarray) -> float:
-    """Immerkær's noise sigma of a float32 luma image over its flattest ``FLAT_FRACTION`` of pixels (the raw value
-    of this metric; sharpness uses it to discount the Laplacian energy that noise adds)."""
-    r = np.abs(cv2.filter2D(y, cv2.CV_32F, _KERNEL, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
-    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
-    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
-    flat = (np.abs(gx) + np.abs(gy)).ravel()
-    k = max(1, int(flat.size * FLAT_FRACTION))
-    thr = np.partition(flat, k - 1)[k - 1]
-    sel = r.ravel()[flat <= thr]
+    """Immerkær's noise sigma of a luma image (uint8, or float32 grey levels) over its flattest ``FLAT_FRACTION`` of
+    pixels (the raw value of this metric; sharpness uses it to discount the Laplacian energy that noise adds).
+
+    On uint8 the filter responses are integers and are computed in int16, and the flatness threshold is read from a
+    histogram instead of a partial sort: the same value as the float path (to float rounding), in ~60 % of the time."""
+    if y.dtype == np.uint8:
+        r = cv2.filter2D(y, cv2.CV_16S, _KERNEL, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+        gx = cv2.Sobel(y, cv2.CV_16S, 1, 0, ksize=3)[1:-1, 1:-1]
+        gy = cv2.Sobel(y, cv2.CV_16S, 0, 1, ksize=3)[1:-1, 1:-1]
+        flat = (np.abs(gx).astype(np.int32) + np.abs(gy)).ravel()
+        k = max(1, int(flat.size * FLAT_FRACTION))
+        thr = int(np.searchsorted(np.cumsum(np.bincount(flat)), k))  # the k-th smallest flatness
+        sel = np.abs(r.ravel()[flat <= thr])
+    else:
+        r = np.abs(cv2.filter2D(y, cv2.CV_32F, _KERNEL, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+        gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
+        gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
+        flat = (np.abs(gx) + np.abs(gy)).ravel()
+        k = max(1, int(flat.size * FLAT_FRACTION))
+        thr = np.partition(flat, k - 1)[k - 1]
+        sel = r.ravel()[flat <= thr]
     return math.sqrt(math.pi / 2) / 6 * float(sel.mean())

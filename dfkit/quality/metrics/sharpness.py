@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 
 from dfkit.quality.base import NAN, LogLogistic, Metric, register_metric
-from dfkit.quality.metrics.noise import immerkaer_sigma
+from dfkit.quality.metrics.noise import face_sigma
 from dfkit.quality.view import contrast_gain
 
 NOISE_GAIN = 27.0  # Laplacian variance per unit of Immerkær σ̂², measured on FF++ c23 crops with added noise
@@ -50,9 +50,9 @@ class Sharpness(Metric):
     def measure(self, view) -> float:
         if not view.face_ok(8):
             return NAN
-        y = view.face_f32
-        lap = cv2.Laplacian(y, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
+        y = view.face_u8
+        lap = cv2.Laplacian(y, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT)  # integers: exact in int16
         _, sd = cv2.meanStdDev(lap[1:-1, 1:-1])
         v = float(sd[0, 0]) ** 2
-        energy = max(v - NOISE_GAIN * immerkaer_sigma(y) ** 2, NOISE_FLOOR * v)
+        energy = max(v - NOISE_GAIN * face_sigma(view) ** 2, NOISE_FLOOR * v)
         return energy * contrast_gain(y) ** 2
