@@ -7,8 +7,10 @@ Builds the synthetic demo corpus as bench/loader.py does (``dfkit.demo.synth``, 
 in a temporary folder; small: 6 identities, 8 crops of 128 px a video), then for each backbone (from scratch,
 ``pretrained=False``):
 
-* **loader**: dfkit's training loader (:func:`dfkit.train.data.make_loaders`, the default augmentations, uint8
-  batches moved to the device, augmented on the batch there or in the worker, normalised) with nothing else running:
+* **loader** (with each ``augment_on``: every augmentation per item in the worker; blur/JPEG per item and the batch
+  ops on the batch in the worker; the batch ops on the device after the move): dfkit's training loader (:func:`dfkit.train.data.make_loaders`, the default augmentations, uint8
+  batches moved to the device and normalised there; on a GPU the batch ops (flip, colour jitter) run there too, on
+  the CPU every augmentation runs per item in the worker: ``augment_on`` auto) with nothing else running:
   crops/s over ``--loader-batches`` batches after one warm-up batch (once per image size: it does not depend on
   the model);
 * **model + optimizer**: one fixed in-memory batch (float, normalised), forward + cross-entropy + backward + AdamW
@@ -148,7 +150,7 @@ def main() -> None:
     import torch
 
     from dfkit.train.backbones import backbone_spec
-    from dfkit.train.data import default_workers, make_loaders, select_data
+    from dfkit.train.data import AUGMENT_ON, default_workers, make_loaders, select_data
     from dfkit.train.loop import resolve_device
     from dfkit.train.runner import default_threads
 
@@ -193,17 +195,21 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes (as dfkit train on CUDA)
     loaders: dict[bool, object] = {}
 
-    def loader_for(cl: bool):
-        if cl not in loaders:
+    def loader_for(cl: bool, on: str = "auto"):
+        if (cl, on) not in loaders:
             spec_mean, spec_std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-            loaders[cl], _ = make_loaders(sel, img_size=img, batch_size=bs, workers=workers, mean=spec_mean,
-                                          std=spec_std, augment=True, seed=0, device=str(dev), channels_last=cl,
-                                          samples_per_epoch=n_epoch)
-        return loaders[cl]
+            loaders[cl, on], _ = make_loaders(sel, img_size=img, batch_size=bs, workers=workers, mean=spec_mean,
+                                              std=spec_std, augment=True, seed=0, device=str(dev), channels_last=cl,
+                                              samples_per_epoch=n_epoch, augment_on=on)
+        return loaders[cl, on]
 
-    t_load = loader_rate(loader_for(False), dev, args.loader_batches)
-    where = "on the device" if dev.type == "cuda" else "batch ops in the worker"
-    print(f"loader alone (default augmentations, {where}): {t_load:.0f} crops/s", flush=True)
+    auto = "device" if dev.type == "cuda" else "item"
+    rates = {}
+    for on in AUGMENT_ON:  # where the augmentations run (dfkit picks `auto` for this device)
+        rates[on] = loader_rate(loader_for(False, on), dev, args.loader_batches)
+        print(f"loader alone, default augmentations {on:6s}: {rates[on]:6.0f} crops/s"
+              + ("  <- dfkit's choice here" if on == auto else ""), flush=True)
+    t_load = rates[auto]
     rows = []
     for name in args.models.split(","):
         backbone_spec(name)  # an unknown name fails here, before any timing

@@ -112,6 +112,8 @@ def test_loader_worker_and_device_paths_agree(demo_corpus):
                          channels_last=True, augment_on="device")
     b = next(iter(tr))
     assert b["image"].dtype == torch.float32 and "aug" not in b
+    auto, _ = make_loaders(sel, img_size=48, batch_size=8, workers=0, mean=mean, std=std, augment=cfg, device="cpu")
+    assert auto.dataset.augment_on == "item"  # on the CPU the per-item path measured faster (bench/train.py)
     assert b["image"].is_contiguous(memory_format=torch.channels_last)
     lo, hi = (0 - 0.5) / 0.25, (1 - 0.5) / 0.25
     assert float(b["image"].min()) >= lo - 1e-5 and float(b["image"].max()) <= hi + 1e-5

@@ -267,21 +267,24 @@ def apply_batch(x, params):
         x = x.clone()
         w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         order = p[:, _P["order0"]:_P["order2"] + 1].round().long()
-        for k in range(3):
-            for op, name in enumerate(("brightness", "contrast", "saturation")):
-                idx = (jit & (order[:, k] == op)).nonzero().flatten()
-                if not len(idx):
-                    continue
-                xi, f = x[idx], p[idx, _P[name]].view(-1, 1, 1, 1)
+        code = order[:, 0] * 9 + order[:, 1] * 3 + order[:, 2]
+        factors = p[:, [_P["brightness"], _P["contrast"], _P["saturation"]]]
+        # one group per op order: its crops gathered once, jittered in place in that order, written back once
+        for c in torch.unique(code[jit]).tolist():
+            idx = (jit & (code == c)).nonzero().flatten()
+            xi, f = x[idx], factors[idx].view(-1, 3, 1, 1, 1)
+            for op in (c // 9, (c // 3) % 3, c % 3):
+                fo = f[:, op]
                 if op == 0:
-                    xi = xi * f
-                elif op == 1:
+                    xi.mul_(fo)
+                elif op == 1:  # around the mean grey level of the crop
                     m = (xi * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-                    xi = (xi - m) * f + m
-                else:
+                    xi.mul_(fo).add_(m * (1 - fo))
+                else:  # around each pixel's grey level
                     g = (xi * w).sum(1, keepdim=True)
-                    xi = (xi - g) * f + g
-                x[idx] = xi.clamp_(0, 255)
+                    xi.mul_(fo).add_(g.mul_(1 - fo))
+                xi.clamp_(0, 255)
+            x[idx] = xi
     gain = on("gain_on")
     if bool(gain.any()):
         g = torch.where(gain.view(-1, 1), p[:, _P["gain_r"]:_P["gain_b"] + 1], torch.ones_like(p[:, :3]))

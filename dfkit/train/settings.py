@@ -29,6 +29,10 @@ in the test split, where ``dfkit eval`` scores them as unseen (:mod:`dfkit.train
 not have, or one that would leave fewer than two classes, is refused by :func:`dfkit.train.data.select_data` before
 the run folder is written.
 
+``amp`` (``dfkit train --amp``, :data:`AMP_MODES`, default ``off``) and ``channels_last`` (``--channels-last/
+--no-channels-last``, default on) change speed, not what is trained; ``fp16`` on the CPU is refused here, before the
+run folder is written. ``config.json`` records what a run used (``amp_used``: ``auto`` resolved; ``channels_last_used``).
+
 This module imports nothing heavy at import time (the CLI reads the defaults from it when it starts).
 """
 
