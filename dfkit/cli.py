@@ -42,7 +42,7 @@ def _one_process_unless_train(
 ) -> None:
     # under torchrun only `dfkit train` shares its work out; any other command would run once per process
     if ctx.invoked_subcommand != "train":
-        from dfkit.train.distributed import refuse_distributed
+        from dfkit.train.launch import refuse_distributed
 
         refuse_distributed(f"dfkit {ctx.invoked_subcommand}")
 

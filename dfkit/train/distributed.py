@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from dfkit.train.launch import env_int as _env_int, launched, refuse_distributed  # noqa: F401 (re-exported)
+
 __all__ = ["DistContext", "SINGLE", "launched", "init_from_env", "shutdown", "gather_with_grad", "refuse_distributed"]
 
 
@@ -108,27 +110,6 @@ class DistContext:
 
 
 SINGLE = DistContext()
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def launched() -> bool:
-    """True when this process was started by ``torchrun`` with more than one process."""
-    return _env_int("WORLD_SIZE", 1) > 1
-
-
-def refuse_distributed(what: str) -> None:
-    """Commands that do not shard their work say so under ``torchrun`` instead of running W times over."""
-    if launched():
-        from dfkit.errors import DfkitError
-
-        raise DfkitError(f"{what} runs in one process; start it without torchrun (only `dfkit train` is "
-                         "data-parallel)")
 
 
 def init_from_env(device: str) -> tuple[DistContext, str]:
