@@ -76,6 +76,8 @@ def ingest(
                                  "jpeg[:Q] or webp-lossy[:Q] (lossy: adds artifacts)."),
     min_confidence: float = typer.Option(_ingest_default("min_confidence"), help="Face detector confidence "
                                          "threshold."),
+    decoder: str = typer.Option(_ingest_default("decoder"), help="Video decoder: auto (the fastest usable: PyAV), "
+                                "pyav, opencv or torchcodec (all frame-exact; see `dfkit info --json`'s decoders)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try videos that failed, were missing or "
                                       "had no face in an earlier run again."),
     opt: list[str] = typer.Option([], "--opt", help="Adapter option KEY=VALUE (see `dfkit datasets`); "
@@ -93,7 +95,7 @@ def ingest(
     s = services.ingest(dataset, root, corpus_path(corpus), workers=workers, compression=compression, limit=limit,
                         retry_failed=retry_failed, opts=opt, scheduler=scheduler, progress=not quiet,
                         echo=typer.echo, log=_err, frames=frames, size=size, margin=margin, encoding=encoding,
-                        min_confidence=min_confidence)
+                        min_confidence=min_confidence, decoder=decoder)
     if s.interrupted:
         _err(f"{'terminated' if s.terminated else 'interrupted'}: every finished video is committed; rerun the "
              "same command to resume")

@@ -186,3 +186,31 @@ def test_torchcodec_missing_reason_is_one_line_without_the_package(monkeypatch):
     finally:
         decoders._torchcodec_missing.cache_clear()
     assert why is not None and "not installed" in why and "dfkit[decode]" in why and "\n" not in why
+
+
+def test_ingest_decoder_option_same_crops(backend, tmp_path):
+    """`dfkit ingest --decoder NAME` (IngestParams.decoder): the same crops, byte for byte, as PyAV's."""
+    need_realdata("ffpp_icpr2020dfdc")
+    from dfkit.corpus.reader import Corpus
+    from dfkit.ingest.base import create_adapter
+    from dfkit.ingest.engine import IngestParams, run_ingest
+
+    def crops(decoder: str) -> list[np.ndarray]:
+        corpus = tmp_path / f"{decoder}-{len(list(tmp_path.iterdir()))}"  # a fresh corpus each time
+        run_ingest(create_adapter("ffpp", FFPP_REAL), corpus, IngestParams(frames=4, decoder=decoder), workers=1,
+                   limit=1, progress=False, log=lambda m: None)
+        rows = sorted(Corpus(corpus).crops(), key=lambda r: r[0]["frame_index"])
+        return [img for _, img in rows]
+
+    want = crops("pyav")
+    assert len(want) == 4
+    got = crops(backend)
+    assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_ingest_decoder_option_refused_before_writing(tmp_path):
+    from dfkit.errors import SettingsError
+    from dfkit.ingest.engine import IngestParams
+
+    with pytest.raises(SettingsError, match="--decoder 'nope'"):
+        IngestParams(decoder="nope")

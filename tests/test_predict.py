@@ -151,8 +151,9 @@ def test_predict_matches_eval_on_the_demo_test_videos(demo_run, tmp_path, capsys
     assert len(got) == 20 and all(r["status"] == "ok" for r in got.values())
     names, ev = eval_video_level(demo_run)
     assert doc["class_names"] == names
-    # the parameters are the corpus's (read from its manifest)
-    assert doc["params"] == {"frames": 8, "size": 128, "margin": 1.3, "encoding": "png", "min_confidence": 0.5}
+    # the crop parameters are the corpus's (read from its manifest); the decoder is this machine's choice
+    assert doc["params"] == {"frames": 8, "size": 128, "margin": 1.3, "encoding": "png", "min_confidence": 0.5,
+                             "decoder": "auto"}
 
     c = dfkit.corpus.open(demo_run["corpus"])
     meta = c.metadata()

@@ -68,6 +68,9 @@ class IngestParams:
     margin: float = 1.3
     encoding: str = "png"
     min_confidence: float = 0.5
+    #: the video decoder (:mod:`dfkit.ingest.decoders`; all are frame-exact, so the crops do not depend on it):
+    #: ``auto`` is the fastest usable one measured (PyAV)
+    decoder: str = "auto"
 
     #: field -> (option, low, high, integer?): margin below 1 would cut inside the face box
     RANGES: ClassVar[dict[str, tuple[str, float, float, bool]]] = {
@@ -91,6 +94,12 @@ class IngestParams:
             encode_crop(np.zeros((2, 2, 3), np.uint8), self.encoding)
         except ValueError as e:
             raise SettingsError(f"--encoding {self.encoding!r}: {e}") from None
+        from dfkit.ingest import decoders
+
+        try:
+            decoders.resolve(self.decoder)  # unknown or not installed here: one line, before anything is written
+        except Exception as e:  # noqa: BLE001 (UnknownNameError / DecoderUnavailable: both one line)
+            raise SettingsError(f"--decoder {self.decoder!r}: {e}") from None
 
 
 @dataclass
@@ -204,8 +213,8 @@ def _probe(rec: VideoRecord) -> tuple[video.VideoInfo, np.ndarray | None, list[P
     return video.probe(rec.path), None, []
 
 
-def _decode(rec: VideoRecord, indices: list[int], image: np.ndarray | None, frame_files: list[Path]
-            ) -> tuple[Decoded, video.MediaError | None]:
+def _decode(rec: VideoRecord, indices: list[int], image: np.ndarray | None, frame_files: list[Path],
+            decoder: str = "auto") -> tuple[Decoded, video.MediaError | None]:
     """Phase 3: the frames at ``indices``; frames decoded before a mid-stream error are kept (the video becomes
     partial, not failed)."""
     if rec.kind == "image":
@@ -220,15 +229,15 @@ def _decode(rec: VideoRecord, indices: list[int], image: np.ndarray | None, fram
                 problem = video.MediaError("decode", f"{frame_files[i].name}: {e.reason}")
         return decoded, problem
     try:
-        for fr in video.read_frames(rec.path, indices):
+        for fr in video.read_frames(rec.path, indices, backend=decoder):
             decoded.append(fr)
     except video.MediaError as e:
         problem = e
     return decoded, problem
 
 
-def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int], keep: Callable[[int, np.ndarray], Any]
-               ) -> tuple[list[Any], str | None]:
+def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int], keep: Callable[[int, np.ndarray], Any],
+               decoder: str = "auto") -> tuple[list[Any], str | None]:
     """Another video's frames (an original, a mask) at the decoded frames' indices, or why not: per decoded frame
     ``keep(t, rgb)`` (what is needed of it, so that no second set of full frames is held), None where that video has
     no such frame. A video of another frame size is no frame-aligned companion."""
@@ -238,7 +247,7 @@ def _frames_at(path: Path, decoded: Decoded, size: tuple[int, int], keep: Callab
             return [], f"its frame size {info.width}x{info.height} differs from {size[0]}x{size[1]}"
         at = {fi: t for t, (fi, _, _) in enumerate(decoded)}
         out: list[Any] = [None] * len(decoded)
-        for i, _, rgb in video.read_frames(path, list(at)):
+        for i, _, rgb in video.read_frames(path, list(at), backend=decoder):
             out[at[i]] = keep(at[i], rgb)
     except video.MediaError as e:
         return [], f"{e.stage}: {e.reason}"
@@ -325,7 +334,7 @@ def _choose(task: VideoTask, detections: list[list[faces.Detection]], decoded: D
     masks = None
     mask = _mask_path(rec) if rec.label == "fake" else None
     if mask is not None:
-        masks, why = _frames_at(mask, decoded, size, lambda t, rgb: faces.mask_pixels(rgb))
+        masks, why = _frames_at(mask, decoded, size, lambda t, rgb: faces.mask_pixels(rgb), params.decoder)
         if why:
             _note(vrow, f"mask {rec.extra['mask_path']} not used: {why}")
             masks = None
@@ -350,7 +359,7 @@ def _original_crops(task: VideoTask, decoded: Decoded, size: tuple[int, int], ca
     def cut(t: int, rgb: np.ndarray) -> list[np.ndarray | None]:
         return [None if c.crop_boxes[t] is None else crop_square(rgb, c.crop_boxes[t], params.size) for c in cands]
 
-    refs, why = _frames_at(task.pair_path, decoded, size, cut)
+    refs, why = _frames_at(task.pair_path, decoded, size, cut, params.decoder)
     if why:
         _note(vrow, f"original {task.pair_path.name} not compared: {why}")
         return None
@@ -431,7 +440,7 @@ def process_video(task: VideoTask, params: IngestParams) -> VideoResult:
         vrow["frame_indices"] = indices
 
         # 3. decode only those frames
-        decoded, decode_problem = _decode(rec, indices, image, frame_files)
+        decoded, decode_problem = _decode(rec, indices, image, frame_files, params.decoder)
         vrow["n_decoded"] = len(decoded)
         if not decoded:
             e = decode_problem or video.MediaError("decode", "no frame could be decoded")

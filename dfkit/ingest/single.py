@@ -30,8 +30,9 @@ __all__ = ["STANDALONE_DATASET", "USABLE", "standalone_record", "crop_file", "pa
 STANDALONE_DATASET = "file"
 #: the video statuses whose crops can be used (``partial``: some sampled frames did not decode)
 USABLE = ("ok", "partial")
-#: the IngestParams fields that decide what a crop looks like (all of them)
-PARAM_FIELDS = tuple(f.name for f in fields(IngestParams))
+#: the IngestParams fields that decide what a crop looks like (all but the decoder: every decoder is frame-exact,
+#: and the one an ingest used need not be installed where its crops are used)
+PARAM_FIELDS = tuple(f.name for f in fields(IngestParams) if f.name != "decoder")
 
 
 def standalone_record(path: str | Path) -> VideoRecord:
