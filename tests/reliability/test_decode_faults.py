@@ -27,8 +27,8 @@ def test_a_decoder_error_mid_stream_keeps_the_frames_before_it(face_video, monke
     assert whole.video_row["status"] == "ok" and len(whole.crop_rows) == 6
     real_read = video.read_frames
 
-    def broken(path, indices, skip=True):
-        for n, fr in enumerate(real_read(path, indices, skip)):
+    def broken(path, indices, skip=True, **kw):
+        for n, fr in enumerate(real_read(path, indices, skip, **kw)):
             if n == 3:
                 raise video.MediaError("decode", "corrupt slice at packet 812")
             yield fr
