@@ -95,10 +95,11 @@ class IngestParams:
         except ValueError as e:
             raise SettingsError(f"--encoding {self.encoding!r}: {e}") from None
         from dfkit.ingest import decoders
+        from dfkit.registry import UnknownNameError
 
         try:
             decoders.resolve(self.decoder)  # unknown or not installed here: one line, before anything is written
-        except Exception as e:  # noqa: BLE001 (UnknownNameError / DecoderUnavailable: both one line)
+        except (UnknownNameError, decoders.DecoderUnavailable) as e:
             raise SettingsError(f"--decoder {self.decoder!r}: {e}") from None
 
 
